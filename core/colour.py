@@ -1,0 +1,190 @@
+"""Colour: transfer functions and the one function that makes a network's view of a linear frame.
+
+Pixels for all maths stay scene-linear, premultiplied and unclamped (conventions: Images). Only
+:func:`network_view` produces display-referred [0, 1] data, for detectors and landmark networks, with geometry
+unchanged so boxes and points map 1:1 back onto the linear plate.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import numpy as np
+
+from .errors import InputError
+
+# IEC 61966-2-1 (sRGB) piecewise transfer: constants from the standard.
+_SRGB_A = 0.055
+_SRGB_LIN_BREAK = 0.0031308
+_SRGB_ENC_BREAK = 0.04045
+
+
+def srgb_to_linear(v: np.ndarray) -> np.ndarray:
+    """sRGB-encoded values -> linear (IEC 61966-2-1 EOTF). Any float array; negatives mirror through 0."""
+    v = np.asarray(v, dtype=np.float32)
+    a = np.abs(v)
+    lin = np.where(a <= _SRGB_ENC_BREAK, a / 12.92, ((a + _SRGB_A) / (1 + _SRGB_A)) ** 2.4)
+    return (np.sign(v) * lin).astype(np.float32)
+
+
+def linear_to_srgb(v: np.ndarray) -> np.ndarray:
+    """Linear -> sRGB-encoded (IEC 61966-2-1 inverse EOTF). Unclamped: values > 1 extend the curve."""
+    v = np.asarray(v, dtype=np.float32)
+    a = np.abs(v)
+    enc = np.where(a <= _SRGB_LIN_BREAK, a * 12.92, (1 + _SRGB_A) * np.power(a, 1 / 2.4) - _SRGB_A)
+    return (np.sign(v) * enc).astype(np.float32)
+
+
+def rec709_to_linear(v: np.ndarray) -> np.ndarray:
+    """BT.709 OETF-encoded video values -> scene linear (inverse of ITU-R BT.709-6 eq. 1.1)."""
+    v = np.asarray(v, dtype=np.float32)
+    a = np.abs(v)
+    lin = np.where(a < 0.081, a / 4.5, ((a + 0.099) / 1.099) ** (1 / 0.45))
+    return (np.sign(v) * lin).astype(np.float32)
+
+
+def linear_to_rec709(v: np.ndarray) -> np.ndarray:
+    """Scene linear -> BT.709 OETF (ITU-R BT.709-6 eq. 1.1)."""
+    v = np.asarray(v, dtype=np.float32)
+    a = np.abs(v)
+    enc = np.where(a < 0.018, 4.5 * a, 1.099 * np.power(a, 0.45) - 0.099)
+    return (np.sign(v) * enc).astype(np.float32)
+
+
+def unpremultiply(rgb: np.ndarray, alpha: np.ndarray | None, eps: float = 1e-6) -> np.ndarray:
+    """Divide premultiplied colour by alpha where alpha > eps; leaves colour where alpha is ~0.
+
+    rgb: (..., H, W, 3) float32; alpha: (..., H, W) or (..., H, W, 1) float32 in [0, 1], or None.
+    """
+    if alpha is None:
+        return rgb
+    a = alpha if alpha.ndim == rgb.ndim else alpha[..., None]
+    return np.where(a > eps, rgb / np.maximum(a, eps), rgb).astype(np.float32)
+
+
+ViewTransform = Literal["srgb", "rec709", "linear", "ocio"]
+VIEW_TRANSFORMS: tuple[str, ...] = ("srgb", "rec709", "linear", "ocio")
+ExposureMode = Literal["none", "auto_frame", "auto_region"]
+EXPOSURE_MODES: tuple[str, ...] = ("none", "auto_frame", "auto_region")
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewOptions:
+    """How a linear frame becomes a network's view.
+
+    exposure: ``none`` keeps values; ``auto_frame`` scales so the frame's robust mid-level (the 50th
+    percentile of luminance of the central 80 %) lands on ``target_mid``; ``auto_region`` does the same on a
+    given box (a face) when one is passed. ``stops`` is added on top (manual trim, in stops).
+    view: ``srgb`` (IEC 61966-2-1), ``rec709`` (BT.709 OETF), ``linear`` (no curve) or ``ocio`` with
+    ``ocio_config`` (a path or ``ocio://...`` built-in URI), ``ocio_display`` and ``ocio_view``.
+    """
+
+    exposure: str = "auto_frame"
+    stops: float = 0.0
+    target_mid: float = 0.18  # scene-linear middle grey (18 % reflectance), the usual exposure anchor
+    view: str = "srgb"
+    ocio_config: str = ""
+    ocio_display: str = ""
+    ocio_view: str = ""
+    ocio_colourspace: str = "scene_linear"
+
+    def __post_init__(self) -> None:
+        if self.exposure not in EXPOSURE_MODES:
+            raise InputError(f"exposure must be one of {EXPOSURE_MODES}, got {self.exposure!r}")
+        if self.view not in VIEW_TRANSFORMS:
+            raise InputError(f"view must be one of {VIEW_TRANSFORMS}, got {self.view!r}")
+        if self.view == "ocio" and not self.ocio_config:
+            raise InputError("view 'ocio' needs ocio_config (a file or an ocio:// built-in config)")
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """Rec.709 / sRGB-primaries relative luminance (ITU-R BT.709 coefficients). rgb: (..., 3)."""
+    return rgb[..., 0] * 0.2126 + rgb[..., 1] * 0.7152 + rgb[..., 2] * 0.0722
+
+
+def exposure_gain(rgb: np.ndarray, *, target_mid: float = 0.18, box: tuple | None = None) -> float:
+    """Gain that puts the median luminance of the central 80 % (or of ``box``) on ``target_mid``.
+
+    rgb: (H, W, 3) linear float32. box: (x0, y0, x1, y1) frame pixels or None. Returns 1.0 for black frames.
+    The median of a face region is close to skin mid-tone, which should sit near middle grey after the
+    gain; the frame median is the fallback when no face is known yet.
+    """
+    h, w = rgb.shape[:2]
+    if box is not None:
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        x0, y0 = max(0, x0), max(0, y0)
+        x1, y1 = min(w, max(x1, x0 + 1)), min(h, max(y1, y0 + 1))
+        region = rgb[y0:y1, x0:x1]
+    else:
+        region = rgb[int(0.1 * h): max(int(0.9 * h), 1), int(0.1 * w): max(int(0.9 * w), 1)]
+    # subsample large regions: the median of ~64k pixels is as good as of 8M
+    step = max(1, int(np.sqrt(region.shape[0] * region.shape[1] / 65536)))
+    lum = luminance(region[::step, ::step].astype(np.float32))
+    lum = lum[np.isfinite(lum)]
+    if lum.size == 0:
+        return 1.0
+    mid = float(np.median(lum))
+    if mid <= 1e-8:
+        return 1.0
+    return target_mid / mid
+
+
+def network_view(rgb: np.ndarray, alpha: np.ndarray | None = None, options: ViewOptions = ViewOptions(),
+                 *, box: tuple | None = None) -> np.ndarray:
+    """THE function that turns a linear frame into what a detector or landmark network sees.
+
+    unpremultiply -> exposure normalisation -> view transform -> clip to [0, 1]. Geometry is unchanged.
+
+    Args:
+        rgb: (H, W, 3) float32 scene-linear, premultiplied if ``alpha`` is given.
+        alpha: (H, W) float32 or None.
+        options: :class:`ViewOptions`.
+        box: region for ``auto_region`` exposure.
+    Returns:
+        (H, W, 3) float32 display-referred in [0, 1].
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise InputError(f"network_view expects (H, W, 3), got {rgb.shape}")
+    x = unpremultiply(rgb.astype(np.float32, copy=False), alpha)
+    x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    gain = 2.0 ** options.stops
+    if options.exposure == "auto_frame" or (options.exposure == "auto_region" and box is None):
+        gain *= exposure_gain(x, target_mid=options.target_mid)
+    elif options.exposure == "auto_region":
+        gain *= exposure_gain(x, target_mid=options.target_mid, box=box)
+    if gain != 1.0:
+        x = x * np.float32(gain)
+    x = apply_view(x, options)
+    return np.clip(x, 0.0, 1.0)
+
+
+def apply_view(x: np.ndarray, options: ViewOptions) -> np.ndarray:
+    """Apply only the view transform of ``options`` (no exposure, no clip). x: (H, W, 3) linear float32."""
+    if options.view == "srgb":
+        return linear_to_srgb(x)
+    if options.view == "rec709":
+        return linear_to_rec709(x)
+    if options.view == "linear":
+        return x
+    return ocio_view(x, options.ocio_config, options.ocio_display, options.ocio_view, options.ocio_colourspace)
+
+
+def ocio_view(x: np.ndarray, config: str, display: str = "", view: str = "",
+              colourspace: str = "scene_linear") -> np.ndarray:
+    """Display/view transform through OpenColorIO (as built into OpenImageIO). x: (H, W, 3) float32.
+
+    ``config`` may be a file path or a built-in URI such as ``ocio://studio-config-latest`` (works offline).
+    Empty display/view pick the config's defaults.
+    """
+    import OpenImageIO as oiio
+
+    cfg = oiio.ColorConfig(config)
+    if cfg.has_error() if hasattr(cfg, "has_error") else False:
+        raise InputError(f"cannot load OCIO config {config!r}: {cfg.geterror()}")
+    display = display or cfg.getDefaultDisplayName()
+    view = view or cfg.getDefaultViewName(display)
+    src = oiio.ImageBuf(np.ascontiguousarray(x, dtype=np.float32))
+    dst = oiio.ImageBufAlgo.ociodisplay(src, display, view, colourspace, colorconfig=config)
+    if dst.has_error:
+        raise InputError(f"OCIO display transform failed ({config}, {display}/{view}): {dst.geterror()}")
+    return dst.get_pixels(oiio.FLOAT).reshape(x.shape)

@@ -1,0 +1,305 @@
+"""Read and write single images through OpenImageIO, keeping float, linear, premultiplied pixels.
+
+EXR: half or float, any OpenEXR compression (validated: OIIO silently falls back to zip on an unknown name),
+channels addressed by name (files may store them in any order, e.g. ``A, B, G, R``), layers (``diffuse.R``),
+data window vs display window (overscan, crops) and metadata preserved on a round trip.
+Stills (PNG, JPEG, TIFF 8/16-bit): sRGB-decoded to linear on read and encoded back on write; straight alpha on
+disk, premultiplied in memory. Float TIFF/EXR/HDR are linear already.
+
+Arrays are (H, W, C) float32 covering the *data window*; :class:`ImageInfo` carries the windows and metadata
+needed to write the frame back where it came from.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from typing import Any, Iterable, Literal, Sequence
+
+import numpy as np
+
+from ..colour import linear_to_srgb, srgb_to_linear
+from ..errors import ImageIOError, InputError
+
+PixelType = Literal["half", "float"]
+PIXEL_TYPES: tuple[str, ...] = ("half", "float")
+#: OpenEXR 3 compression names (openexr.com, "Compression"); an optional ":level" may follow zip/dwaa/dwab.
+EXR_COMPRESSIONS: tuple[str, ...] = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab")
+NonFinitePolicy = Literal["error", "zero"]
+NONFINITE_POLICIES: tuple[str, ...] = ("error", "zero")
+
+FLOAT_FORMATS = (".exr", ".hdr", ".pfm")
+STILL_FORMATS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+#: attributes that describe the file's layout rather than the picture; never copied from one file to another
+_STRUCTURAL = ("compression", "oiio:", "openexr:chunkCount", "openexr:lineOrder", "tiff:", "png:", "jpeg:",
+               "planarconfig", "Exif:", "IPTC:", "XResolution", "YResolution", "ResolutionUnit")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageInfo:
+    """What a read learned about a file, and what a write needs to put it back.
+
+    data_window / display_window: (x, y, width, height) in pixels, EXR semantics (the array covers the data
+    window; the display window is the frame the picture is meant to fill). attributes: (name, type, value)
+    triples, lossless for OIIO. channels: the names of the returned array's channels, in order.
+    """
+
+    path: str
+    channels: tuple[str, ...]
+    data_window: tuple[int, int, int, int]
+    display_window: tuple[int, int, int, int]
+    pixel_type: str
+    attributes: tuple[tuple[str, str, Any], ...] = ()
+    encoding: str = "linear"  # how pixel values were stored: linear | srgb
+
+    @property
+    def width(self) -> int:
+        return self.data_window[2]
+
+    @property
+    def height(self) -> int:
+        return self.data_window[3]
+
+    def attribute(self, name: str, default: Any = None) -> Any:
+        for n, _t, v in self.attributes:
+            if n == name:
+                return v
+        return default
+
+
+def validate_compression(name: str) -> str:
+    """Return a valid OpenEXR compression string (``zip``, ``dwaa:45``, ...) or raise InputError."""
+    base, _, level = (name or "").strip().lower().partition(":")
+    if base not in EXR_COMPRESSIONS:
+        raise InputError(f"unknown EXR compression {name!r}", hint=f"use one of {', '.join(EXR_COMPRESSIONS)}")
+    if level:
+        if base not in ("zip", "zips", "dwaa", "dwab") or not level.replace(".", "", 1).isdigit():
+            raise InputError(f"compression level {level!r} is not valid for {base}")
+    return base + (f":{level}" if level else "")
+
+
+def _pick_channels(names: Sequence[str], want: str | Sequence[str] | None, layer: str, path: str,
+                   frame: int | None) -> list[int]:
+    """Indices of the wanted channels. ``want``: None/"auto" -> RGB(A) of ``layer``; "RGB", "RGBA", or names."""
+    prefix = f"{layer}." if layer else ""
+    lower = {n.lower(): i for i, n in enumerate(names)}
+    if want is None or want == "auto":
+        rgb = [lower.get((prefix + c).lower()) for c in "rgb"]
+        if None in rgb:
+            if not layer and len(names) in (1, 2) and names[0].upper() in ("Y", "R", "L", "GRAY"):
+                idx = [0, 0, 0]  # luminance-only file: replicate
+                if len(names) == 2:
+                    idx.append(1)
+                return idx
+            raise ImageIOError(f"no {prefix}R/G/B channels (found {list(names)})", file=path, frame=frame,
+                               hint="name the channels to read, or the layer that holds them")
+        a = lower.get((prefix + "a").lower())
+        return rgb + ([a] if a is not None else [])
+    wanted = list(want) if isinstance(want, str) and want.isalpha() and want.isupper() else (
+        [want] if isinstance(want, str) else list(want))
+    out = []
+    for c in wanted:
+        i = lower.get((prefix + c).lower())
+        if i is None:
+            raise ImageIOError(f"channel {prefix + c!r} not in file (found {list(names)})", file=path, frame=frame)
+        out.append(i)
+    return out
+
+
+def read_image(path: str | os.PathLike, *, channels: str | Sequence[str] | None = None, layer: str = "",
+               nonfinite: str = "error", frame: int | None = None) -> tuple[np.ndarray, ImageInfo]:
+    """Read one image as (H, W, C) float32 scene-linear, premultiplied.
+
+    channels: None/"auto" = RGB plus A when present (of ``layer`` if given), "RGB"/"RGBA", or a list of names.
+    nonfinite: ``error`` raises on NaN/Inf pixels naming the file and frame; ``zero`` replaces them with 0.
+    Raises ImageIOError (missing, unreadable, truncated, 0x0, wrong channels) naming file and frame.
+    """
+    import OpenImageIO as oiio
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ImageIOError("file not found", file=path, frame=frame)
+    ext = os.path.splitext(path)[1].lower()
+    config = oiio.ImageSpec()
+    config.attribute("oiio:UnassociatedAlpha", 1)  # stills: get straight alpha, decode, then premultiply
+    inp = oiio.ImageInput.open(path, config)
+    if inp is None:
+        raise ImageIOError(f"cannot open: {oiio.geterror() or 'unknown format'}", file=path, frame=frame)
+    try:
+        spec = inp.spec()
+        if spec.width <= 0 or spec.height <= 0 or spec.nchannels <= 0:
+            raise ImageIOError(f"empty image ({spec.width}x{spec.height}x{spec.nchannels})", file=path, frame=frame)
+        names = list(spec.channelnames)
+        idx = _pick_channels(names, channels, layer, path, frame)
+        lo, hi = min(idx), max(idx) + 1
+        data = inp.read_image(0, 0, lo, hi, oiio.FLOAT)
+        if data is None or inp.has_error:
+            raise ImageIOError(f"cannot read pixels: {inp.geterror() or 'truncated or corrupt file'}",
+                               file=path, frame=frame)
+        data = np.asarray(data, dtype=np.float32).reshape(spec.height, spec.width, hi - lo)
+        pixels = np.ascontiguousarray(data[:, :, [i - lo for i in idx]])
+        fmt = str(spec.format)
+        straight = bool(spec.get_int_attribute("oiio:UnassociatedAlpha", 0))
+        colourspace = spec.get_string_attribute("oiio:ColorSpace", "").lower()
+        attrs = tuple((p.name, str(p.type), p.value) for p in spec.extra_attribs
+                      if not p.name.startswith(_STRUCTURAL))
+        out_names = tuple(names[i] for i in idx)
+    finally:
+        inp.close()
+
+    integer = fmt in ("uint8", "uint16", "int8", "int16", "uint32", "int32")
+    encoding = "linear"
+    has_alpha = len(out_names) == 4 and out_names[3].lower().endswith("a")
+    if integer and ext not in FLOAT_FORMATS:
+        if "linear" not in colourspace:
+            encoding = "srgb"
+            pixels[..., :3] = srgb_to_linear(pixels[..., :3])
+        if has_alpha:
+            pixels[..., :3] *= pixels[..., 3:4]  # premultiply after decoding straight colour
+    elif has_alpha and straight:
+        pixels[..., :3] *= pixels[..., 3:4]
+
+    bad = ~np.isfinite(pixels)
+    if bad.any():
+        if nonfinite == "zero":
+            pixels[bad] = 0.0
+        else:
+            raise ImageIOError(f"{int(bad.sum())} NaN/Inf values", file=path, frame=frame,
+                               hint="use nonfinite='zero' to replace them with 0")
+    info = ImageInfo(path=path, channels=out_names,
+                     data_window=(spec.x, spec.y, spec.width, spec.height),
+                     display_window=(spec.full_x, spec.full_y, spec.full_width, spec.full_height),
+                     pixel_type=fmt, attributes=attrs, encoding=encoding)
+    return pixels, info
+
+
+def write_image(path: str | os.PathLike, pixels: np.ndarray, *, channels: Sequence[str] | None = None,
+                pixel_type: str = "half", compression: str = "zip",
+                data_window: tuple[int, int] | tuple[int, int, int, int] | None = None,
+                display_window: tuple[int, int, int, int] | None = None,
+                attributes: Iterable[tuple[str, str, Any]] = (), overwrite: bool = False,
+                nonfinite: str = "error", frame: int | None = None, bit_depth: int = 8) -> str:
+    """Write (H, W, C) float32 linear premultiplied pixels atomically (temp file + rename).
+
+    EXR keeps the values as they are (half/float). PNG/JPEG/TIFF are sRGB-encoded with straight alpha,
+    quantised to ``bit_depth`` (8, or 16 for PNG/TIFF). ``data_window`` gives the array's origin (x, y) inside
+    ``display_window`` (x, y, w, h); both default to the array itself. Refuses to replace an existing file
+    unless ``overwrite``. Returns the path written.
+    """
+    import OpenImageIO as oiio
+
+    path = os.fspath(path)
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.ndim != 3 or pixels.shape[0] == 0 or pixels.shape[1] == 0:
+        raise ImageIOError(f"cannot write an image of shape {pixels.shape}", file=path, frame=frame)
+    h, w, c = pixels.shape
+    if channels is None:
+        channels = {1: ("Y",), 2: ("Y", "A"), 3: ("R", "G", "B"), 4: ("R", "G", "B", "A")}.get(c)
+        if channels is None:
+            raise ImageIOError(f"{c} channels need explicit channel names", file=path, frame=frame)
+    if len(channels) != c:
+        raise ImageIOError(f"{len(channels)} channel names for {c} channels", file=path, frame=frame)
+    if os.path.exists(path) and not overwrite:
+        raise ImageIOError("file exists", file=path, frame=frame, hint="set overwrite to replace it")
+    ext = os.path.splitext(path)[1].lower()
+    data = np.ascontiguousarray(pixels, dtype=np.float32)
+    finite = np.isfinite(data)
+    if not finite.all():
+        if nonfinite == "zero":
+            data = np.where(finite, data, 0.0).astype(np.float32)
+        else:
+            raise ImageIOError(f"{int((~finite).sum())} NaN/Inf values in the image to write", file=path,
+                               frame=frame, hint="nothing was written; use nonfinite='zero' to write 0 instead")
+
+    if ext == ".exr":
+        if pixel_type not in PIXEL_TYPES:
+            raise InputError(f"pixel_type must be one of {PIXEL_TYPES}, got {pixel_type!r}")
+        fmt = oiio.HALF if pixel_type == "half" else oiio.FLOAT
+        spec = oiio.ImageSpec(w, h, c, fmt)
+        spec.attribute("compression", validate_compression(compression))
+    elif ext in STILL_FORMATS:
+        if bit_depth not in (8, 16) or (bit_depth == 16 and ext in (".jpg", ".jpeg")):
+            raise InputError(f"bit depth {bit_depth} is not available for {ext}")
+        fmt = oiio.UINT8 if bit_depth == 8 else oiio.UINT16
+        spec = oiio.ImageSpec(w, h, c, fmt)
+        data = _encode_still(data, channels)
+        spec.attribute("oiio:ColorSpace", "sRGB")
+        if c == 4:
+            spec.attribute("oiio:UnassociatedAlpha", 1)
+    else:
+        raise ImageIOError(f"unsupported output format {ext!r}", file=path,
+                           hint="write .exr for float data, or .png/.jpg/.tif for previews")
+    spec.channelnames = tuple(channels)
+    if c == 4 and channels[3].upper().endswith("A"):
+        spec.alpha_channel = 3
+    if data_window is not None:
+        spec.x, spec.y = int(data_window[0]), int(data_window[1])
+    if display_window is not None:
+        spec.full_x, spec.full_y, spec.full_width, spec.full_height = (int(v) for v in display_window)
+    else:
+        spec.full_x, spec.full_y, spec.full_width, spec.full_height = spec.x, spec.y, w, h
+    for name, typ, value in attributes:
+        if name.startswith(_STRUCTURAL):
+            continue
+        try:
+            spec.attribute(name, oiio.TypeDesc(typ), value)
+        except (TypeError, ValueError, RuntimeError):
+            spec.attribute(name, str(value))
+
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp" + ext, dir=directory)
+    os.close(fd)
+    try:
+        out = oiio.ImageOutput.create(tmp)
+        if out is None:
+            raise ImageIOError(f"no writer for {ext}: {oiio.geterror()}", file=path, frame=frame)
+        if not out.open(tmp, spec):
+            raise ImageIOError(f"cannot open for writing: {out.geterror()}", file=path, frame=frame)
+        ok = out.write_image(data)
+        err = out.geterror()
+        out.close()
+        if not ok:
+            raise ImageIOError(f"cannot write pixels: {err}", file=path, frame=frame)
+        if os.path.exists(path) and not overwrite:  # someone else wrote it meanwhile
+            raise ImageIOError("file appeared while writing", file=path, frame=frame)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _encode_still(data: np.ndarray, channels: Sequence[str]) -> np.ndarray:
+    """Linear premultiplied -> sRGB-encoded straight-alpha floats in [0, 1] (OIIO quantises with rounding)."""
+    out = data.copy()
+    if len(channels) == 4:
+        a = out[..., 3:4]
+        out[..., :3] = np.where(a > 1e-6, out[..., :3] / np.maximum(a, 1e-6), 0.0)
+    colour = slice(0, 3) if out.shape[2] >= 3 else slice(0, 1)
+    out[..., colour] = linear_to_srgb(out[..., colour])
+    return np.clip(out, 0.0, 1.0)
+
+
+def write_display_png(path: str | os.PathLike, rgb8: np.ndarray) -> str:
+    """Write an already display-referred (H, W, 3) uint8 RGB picture (a preview) as PNG, atomically,
+    replacing any previous one. Not for pixel data: use :func:`write_image` for that."""
+    import cv2
+
+    path = os.fspath(path)
+    if rgb8.dtype != np.uint8 or rgb8.ndim != 3 or rgb8.shape[2] != 3:
+        raise InputError(f"write_display_png expects (H, W, 3) uint8, got {rgb8.shape} {rgb8.dtype}")
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp.png", dir=directory)
+    os.close(fd)
+    try:
+        if not cv2.imwrite(tmp, np.ascontiguousarray(rgb8[..., ::-1])):
+            raise ImageIOError("cannot write preview", file=path)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -1,0 +1,48 @@
+"""Pictures for people: contact sheets and overlays, display-referred 8-bit. Never used for maths."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from .colour import ViewOptions, apply_view
+
+
+def to_display(frame: np.ndarray, view: ViewOptions = ViewOptions(exposure="none")) -> np.ndarray:
+    """Linear (H, W, 3[+]) float32 -> display-referred (H, W, 3) uint8 through the view transform (no auto
+    exposure unless asked)."""
+    rgb = np.nan_to_num(frame[..., :3].astype(np.float32))
+    if view.stops:
+        rgb = rgb * np.float32(2.0 ** view.stops)
+    disp = np.clip(apply_view(rgb, view), 0, 1)
+    return (disp * 255.0 + 0.5).astype(np.uint8)
+
+
+def contact_sheet(tiles: Sequence[np.ndarray], *, columns: int = 4, labels: Sequence[str] | None = None,
+                  tile_width: int = 256, gap: int = 4, background: int = 24) -> np.ndarray:
+    """Tile uint8 (H, W, 3) images into one sheet, each scaled to ``tile_width``, optional labels.
+
+    Returns (H, W, 3) uint8 RGB.
+    """
+    if not tiles:
+        raise ValueError("contact_sheet needs at least one tile")
+    scaled = []
+    for t in tiles:
+        h, w = t.shape[:2]
+        th = max(1, int(round(h * tile_width / w)))
+        scaled.append(cv2.resize(t, (tile_width, th), interpolation=cv2.INTER_AREA))
+    th = max(s.shape[0] for s in scaled)
+    rows = (len(scaled) + columns - 1) // columns
+    cols = min(columns, len(scaled))
+    sheet = np.full((rows * (th + gap) + gap, cols * (tile_width + gap) + gap, 3), background, np.uint8)
+    for i, s in enumerate(scaled):
+        r, c = divmod(i, columns)
+        y, x = gap + r * (th + gap), gap + c * (tile_width + gap)
+        sheet[y:y + s.shape[0], x:x + tile_width] = s
+        if labels is not None and i < len(labels):
+            cv2.putText(sheet, str(labels[i]), (x + 6, y + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3,
+                        cv2.LINE_AA)
+            cv2.putText(sheet, str(labels[i]), (x + 6, y + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                        (255, 255, 255), 1, cv2.LINE_AA)
+    return sheet

@@ -1,0 +1,148 @@
+"""IO nodes: load frame sequences / stills, save EXR sequences. Thin: all work is in core.io."""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+
+from ..core import progress
+from ..core.errors import InputError
+from ..core.io.frames import WRITE_MODES, SequenceInfo, SequenceWriter, iter_frames, sequence_info
+from ..core.io.images import EXR_COMPRESSIONS, NONFINITE_POLICIES, PIXEL_TYPES
+from ..core.io.sequence import MISSING_POLICIES, SequencePattern, parse_frames, plan_frames
+from .types import (BOOLEAN, CATEGORY, IMAGE, INT, MASK, SEQUENCE, STRING, image_to_numpy, mask_to_numpy,
+                    numpy_to_image, numpy_to_mask, widget)
+
+CHANNEL_CHOICES = ("auto", "RGB", "RGBA")
+
+
+class LoadImageSequence:
+    DESCRIPTION = ("Load an EXR/PNG/JPEG/TIFF frame sequence or a still as scene-linear float (stills are "
+                   "sRGB-decoded). Use frames/first/count to take one chunk of a long sequence.")
+    CATEGORY = f"{CATEGORY}/io"
+    FUNCTION = "load"
+    RETURN_TYPES = (IMAGE, MASK, SEQUENCE)
+    RETURN_NAMES = ("images", "alpha", "sequence")
+    OUTPUT_TOOLTIPS = ("frames, float32 linear premultiplied [B,H,W,C]", "alpha (1 where the file has none)",
+                       "frame numbers, windows and metadata, for Save EXR Sequence")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "path": widget(STRING, "file or pattern: plate.####.exr, plate.%04d.exr, plate.$F4.exr, "
+                                       "plate.1001-1100####.exr, or a single image", default=""),
+                "frames": widget(STRING, "frame range, e.g. 1001-1100, 1-99x2, 1-10,20 (empty: all on disk)",
+                                 default=""),
+                "first": widget(INT, "index of the first frame of the range to load (for chunks)", default=0,
+                                min=0, max=1 << 30),
+                "count": widget(INT, "how many frames to load from 'first' (0: all)", default=0, min=0,
+                                max=1 << 30),
+                "missing": widget(MISSING_POLICIES, "what to do with frames missing from the range",
+                                  default="error"),
+            },
+            "optional": {
+                "channels": widget(CHANNEL_CHOICES, "channels to read (auto: RGB plus alpha when present)",
+                                   default="auto"),
+                "layer": widget(STRING, "EXR layer holding the channels (e.g. 'beauty'); empty: the main one",
+                                default=""),
+                "nonfinite": widget(NONFINITE_POLICIES, "NaN/Inf pixels: raise an error, or replace with 0",
+                                    default="error"),
+            },
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, path, frames="", first=0, count=0, missing="error", **_):
+        pattern = SequencePattern.parse(path)
+        h = hashlib.sha256(repr((path, frames, first, count, missing)).encode())
+        for f in pattern.scan():
+            try:
+                h.update(f"{f}:{os.stat(pattern.path(f)).st_mtime_ns}".encode())
+            except OSError:
+                pass
+        return h.hexdigest()
+
+    def load(self, path, frames="", first=0, count=0, missing="error", channels="auto", layer="",
+             nonfinite="error"):
+        pattern = SequencePattern.parse(path.strip())
+        plan = plan_frames(pattern, parse_frames(frames), missing)
+        stop = len(plan.frames) if count <= 0 else min(len(plan.frames), first + count)
+        if first >= len(plan.frames):
+            raise InputError(f"first={first} is past the {len(plan.frames)} frames of the range",
+                             file=pattern.display())
+        plan = type(plan)(frames=plan.frames[first:stop], sources=plan.sources[first:stop], missing=plan.missing)
+        batch = []
+        with progress.task(len(plan.frames), "load frames") as bar:
+            for frame in iter_frames(pattern, plan=plan, channels=None if channels == "auto" else channels,
+                                     layer=layer, nonfinite=nonfinite):
+                batch.append(frame)
+                bar.advance()
+        pixels = np.stack([f.pixels for f in batch])
+        if pixels.shape[-1] == 4:
+            alpha, rgb = pixels[..., 3], pixels[..., :3]
+        else:
+            alpha, rgb = np.ones(pixels.shape[:3], np.float32), pixels[..., :3]
+        info = sequence_info(pattern, batch)
+        return (numpy_to_image(rgb), numpy_to_mask(alpha), info)
+
+
+class SaveEXRSequence:
+    DESCRIPTION = ("Write frames as an EXR sequence (half or float, any OpenEXR compression), atomically per "
+                   "frame. Frame numbers, data/display windows and metadata come from the sequence input.")
+    CATEGORY = f"{CATEGORY}/io"
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    RETURN_TYPES = (STRING,)
+    RETURN_NAMES = ("paths",)
+    OUTPUT_TOOLTIPS = ("the files written (newline-separated)",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": widget(IMAGE, "frames to write (linear float)"),
+                "path": widget(STRING, "output pattern, e.g. out/plate.####.exr", default="output/facegraph.####.exr"),
+                "pixel_type": widget(PIXEL_TYPES, "half (16-bit float) or float (32-bit)", default="half"),
+                "compression": widget(EXR_COMPRESSIONS, "OpenEXR compression", default="zip"),
+                "mode": widget(WRITE_MODES, "existing frames: error, overwrite, or resume (keep them)",
+                               default="error"),
+            },
+            "optional": {
+                "alpha": widget(MASK, "alpha to write as channel A (the images stay premultiplied)"),
+                "sequence": widget(SEQUENCE, "frame numbers, windows and metadata from Load Image Sequence"),
+                "start_frame": widget(INT, "frame number of the first image when no sequence is given",
+                                      default=1001, min=-(1 << 30), max=1 << 30),
+            },
+        }
+
+    def save(self, images, path, pixel_type="half", compression="zip", mode="error", alpha=None, sequence=None,
+             start_frame=1001):
+        pixels = image_to_numpy(images)
+        if alpha is not None:
+            a = mask_to_numpy(alpha)
+            if a.shape[0] != pixels.shape[0] or a.shape[1:] != pixels.shape[1:3]:
+                raise InputError(f"alpha {a.shape} does not match images {pixels.shape}")
+            pixels = np.concatenate([pixels[..., :3], a[..., None]], axis=-1)
+        info: SequenceInfo | None = sequence
+        if info is not None and len(info.frames) != pixels.shape[0]:
+            raise InputError(f"sequence has {len(info.frames)} frames for {pixels.shape[0]} images")
+        frames = info.frames if info is not None else tuple(range(start_frame, start_frame + pixels.shape[0]))
+        windows = {}
+        if info is not None and info.data_window[2:] == (pixels.shape[2], pixels.shape[1]):
+            windows = {"data_window": info.data_window, "display_window": info.display_window}
+        writer = SequenceWriter(path, mode=mode, pixel_type=pixel_type, compression=compression,
+                                attributes=info.attributes if info is not None else (), **windows)
+        with progress.task(len(frames), "write EXR") as bar:
+            for number, px in zip(frames, pixels):
+                writer.write(number, px)
+                bar.advance()
+        written = writer.written + writer.skipped
+        return {"ui": {"text": [f"{len(writer.written)} written, {len(writer.skipped)} kept"]},
+                "result": ("\n".join(written),)}
+
+
+NODES = {
+    "FacegraphLoadImageSequence": (LoadImageSequence, "Load Image Sequence (facegraph)"),
+    "FacegraphSaveEXRSequence": (SaveEXRSequence, "Save EXR Sequence (facegraph)"),
+}

@@ -1,0 +1,70 @@
+"""Graph type names and small packing helpers shared by every node module.
+
+Graph types are namespaced (FACEGRAPH_...): ComfyUI core already ships FACE_LANDMARKS and BOUNDING_BOX with
+other payloads; converter nodes translate explicitly.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+IMAGE = "IMAGE"
+MASK = "MASK"
+STRING = "STRING"
+INT = "INT"
+FLOAT = "FLOAT"
+BOOLEAN = "BOOLEAN"
+
+FACES = "FACEGRAPH_FACES"          # list[FrameFaces], one per image of the batch
+MODEL = "FACEGRAPH_MODEL"          # a cached model handle (models.handles.ModelHandle)
+ALIGN = "FACEGRAPH_ALIGN"          # list[Alignment], one per crop of the batch
+SEQUENCE = "FACEGRAPH_SEQUENCE"    # core.io.frames.SequenceInfo
+TRACKS = "FACEGRAPH_TRACKS"        # list[Track]
+VIEW = "FACEGRAPH_VIEW"            # core.colour.ViewOptions
+
+CATEGORY = "facegraph"
+
+
+def widget(kind: str, tooltip: str, **options: Any) -> tuple:
+    """An input spec ``(TYPE, {options, tooltip})``; ``kind`` may be a type name or a list of combo choices."""
+    opts = dict(options)
+    opts["tooltip"] = tooltip
+    return (list(kind) if isinstance(kind, (list, tuple)) else kind, opts)
+
+
+def image_to_numpy(image: Any) -> np.ndarray:
+    """Host IMAGE (torch [B,H,W,C] float32) -> numpy float32 [B,H,W,C] on the CPU (no copy when possible)."""
+    if isinstance(image, np.ndarray):
+        arr = image
+    else:
+        arr = image.detach().cpu().numpy()
+    if arr.ndim == 3:
+        arr = arr[None]
+    return np.asarray(arr, dtype=np.float32)
+
+
+def numpy_to_image(arr: np.ndarray) -> Any:
+    """numpy [B,H,W,C] (or [H,W,C]) -> host IMAGE: torch float32 [B,H,W,C] on the CPU."""
+    import torch
+
+    arr = np.asarray(arr, dtype=np.float32)
+    if arr.ndim == 3:
+        arr = arr[None]
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def numpy_to_mask(arr: np.ndarray) -> Any:
+    import torch
+
+    arr = np.asarray(arr, dtype=np.float32)
+    if arr.ndim == 2:
+        arr = arr[None]
+    return torch.from_numpy(np.ascontiguousarray(arr))
+
+
+def mask_to_numpy(mask: Any) -> np.ndarray:
+    arr = mask if isinstance(mask, np.ndarray) else mask.detach().cpu().numpy()
+    if arr.ndim == 2:
+        arr = arr[None]
+    return np.asarray(arr, dtype=np.float32)
