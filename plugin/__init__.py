@@ -1,0 +1,1 @@
+"""Host adapters: ComfyUI registration and bridges, the headless graph runner, the command line."""

@@ -1,0 +1,218 @@
+"""The ``facegraph`` command line. Library code raises; only this entry point turns errors into exit codes.
+
+Exit codes: 0 success, 1 a check failed (e.g. a hash mismatch in ``models verify``), 2 bad input or a failed run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Callable, Sequence
+
+from ..core import progress
+from ..core.errors import FacegraphError
+
+log = logging.getLogger("facegraph")
+
+COMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
+
+
+def command(fn: Callable[[argparse._SubParsersAction], None]) -> Callable:
+    COMMANDS[fn.__name__.removeprefix("add_")] = fn
+    return fn
+
+
+# ------------------------------------------------------------------------------------------------ models
+@command
+def add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list, fetch, verify and pin model files")
+    msub = p.add_subparsers(dest="action", required=True)
+    lp = msub.add_parser("list", help="registered models: id, task, licence, size, resolved or not")
+    lp.add_argument("--task")
+    lp.add_argument("--json", action="store_true")
+    lp.set_defaults(func=_models_list)
+    fp = msub.add_parser("fetch", help="make models available locally (mirror or official URL), verified")
+    fp.add_argument("ids", nargs="*")
+    fp.add_argument("--all", action="store_true")
+    fp.set_defaults(func=_models_fetch)
+    vp = msub.add_parser("verify", help="re-hash every resolvable file; exit 1 on any mismatch")
+    vp.add_argument("ids", nargs="*")
+    vp.set_defaults(func=_models_verify)
+    pp = msub.add_parser("pin", help="trust a file that has no published sha256 (records it in pins.json)")
+    pp.add_argument("id")
+    g = pp.add_mutually_exclusive_group(required=True)
+    g.add_argument("--sha256")
+    g.add_argument("--file", help="hash this local copy and pin that hash")
+    pp.set_defaults(func=_models_pin)
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    from ..models.registry import registry
+    from ..models.store import default_store
+
+    store = default_store()
+    rows = []
+    for spec in registry():
+        if args.task and spec.task != args.task:
+            continue
+        ok, where = store.status(spec)
+        rows.append({"id": spec.id, "task": spec.task, "default": spec.default, "licence": spec.licence,
+                     "flag": spec.licence_flag, "size": spec.size, "resolved": ok, "where": where})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'id':24} {'task':12} {'size':>9}  {'status':10} licence")
+    for r in rows:
+        size = f"{r['size'] / 1e6:.1f} MB"
+        status = r["where"] if r["resolved"] else "missing"
+        flag = f"[{r['flag']}] " if r["flag"] else ""
+        star = "*" if r["default"] else " "
+        print(f"{r['id'] + star:24} {r['task']:12} {size:>9}  {status:10} {flag}{r['licence']}")
+    print("* default for its task")
+    return 0
+
+
+def _selected(args: argparse.Namespace):
+    from ..models.registry import registry
+
+    reg = registry()
+    if getattr(args, "all", False) or not args.ids:
+        return list(reg)
+    return [reg.get(i) for i in args.ids]
+
+
+def _models_fetch(args: argparse.Namespace) -> int:
+    from ..models.store import default_store
+
+    if not args.ids and not args.all:
+        print("name model ids or pass --all", file=sys.stderr)
+        return 2
+    store, failed = default_store(), 0
+    for spec in _selected(args):
+        try:
+            res = store.resolve(spec)
+            print(f"ok       {spec.id} ({', '.join(sorted(set(res.locations.values())))})")
+        except FacegraphError as exc:
+            failed += 1
+            print(f"FAILED   {spec.id}: {exc}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _models_verify(args: argparse.Namespace) -> int:
+    from ..core.errors import IntegrityError
+    from ..models.store import default_store
+
+    store = default_store()
+    bad = missing = good = unpinned = 0
+    for spec in _selected(args):
+        for f in spec.files:
+            loc = store.locate(f)
+            if loc is None:
+                missing += 1
+                print(f"missing  {spec.id}: {f.path}")
+                continue
+            try:
+                store.verify(f, loc.path)
+                good += 1
+                print(f"ok       {spec.id}: {loc.path}")
+            except IntegrityError as exc:
+                bad += 1
+                print(f"MISMATCH {spec.id}: {exc}")
+            except FacegraphError as exc:
+                unpinned += 1
+                print(f"UNPINNED {spec.id}: {exc}")
+    print(f"{good} verified, {bad} mismatched, {unpinned} unpinned, {missing} missing")
+    return 1 if bad or unpinned else 0
+
+
+def _models_pin(args: argparse.Namespace) -> int:
+    from ..models.registry import registry
+    from ..models.store import default_store, sha256_of
+
+    spec = registry().get(args.id)
+    unpinned = [f for f in spec.files if f.sha256 is None]
+    if len(unpinned) != 1:
+        print(f"{spec.id} has {len(unpinned)} unpinned files; nothing to pin", file=sys.stderr)
+        return 2
+    sha = args.sha256 or sha256_of(args.file)
+    default_store().pin(unpinned[0], sha)
+    print(f"pinned {unpinned[0].path} = {sha}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- run
+@command
+def add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a graph (ComfyUI API format, JSON or YAML) headless")
+    p.add_argument("graph")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE", help="template parameter (repeatable)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .runner import parse_assignments, run_file
+
+    result = run_file(args.graph, parse_assignments(args.set))
+    for nid, ui in result.ui.items():
+        if ui:
+            log.info("node %s: %s", nid, ui)
+    total = sum(result.seconds.values())
+    log.info("ran %d nodes in %.2f s (graph %s)", len(result.order), total, result.graph_hash)
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------- demo
+@command
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run the main job on the built-in sample and write its results")
+    p.add_argument("--out", default="out/demo")
+    p.add_argument("--frames", type=int, default=24)
+    p.set_defaults(func=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    for line in run_demo(args.out, frames=args.frames):
+        print(line)
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------- main
+def build_parser() -> argparse.ArgumentParser:
+    from ..core.version import version
+
+    p = argparse.ArgumentParser(prog="facegraph", description="facegraph: face pipeline for compositors")
+    p.add_argument("--version", action="version", version=f"facegraph {version()}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in COMMANDS.values():
+        add(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .reporters import TqdmReporter
+
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="facegraph: %(message)s", stream=sys.stderr)
+    try:
+        with progress.reporting(TqdmReporter()):
+            return int(args.func(args) or 0)
+    except FacegraphError as exc:
+        log.error("%s", exc)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+
+
+def entry() -> None:  # console-script entry point: the only place that exits the process
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,269 @@
+"""Run ComfyUI API-format graphs headless with facegraph's node classes.
+
+Graph files (JSON or YAML) hold either a plain API graph ``{id: {"class_type": ..., "inputs": {...}}}``, links
+written ``[source_id, output_slot]``, or a template wrapper::
+
+    parameters: {shot: plate, first: 1001}     # defaults; --set name=value overrides
+    graph: { "1": {class_type: FacegraphLoadImageSequence, inputs: {path: "in/${shot}.####.exr"}}, ... }
+
+A string that is exactly ``${name}`` takes the parameter's value with its type; ``${name}`` inside a longer
+string is substituted as text. Nodes run in dependency order; only output nodes and what they need run (all
+nodes if the graph has no output node). Every error names the node id and class.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from ..core.errors import FacegraphError, GraphError
+
+log = logging.getLogger(__name__)
+
+_PARAM = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SCALAR_TYPES = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
+
+
+@dataclasses.dataclass
+class GraphRun:
+    outputs: dict[str, tuple]
+    ui: dict[str, Any]
+    order: list[str]
+    seconds: dict[str, float]
+    graph_hash: str
+
+
+def load_graph_file(path: str | Path) -> tuple[dict, dict]:
+    """(graph, parameter defaults) from a JSON/YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise GraphError(f"cannot read graph: {exc}", file=str(path)) from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise GraphError(f"not valid JSON/YAML: {exc}", file=str(path)) from None
+    if not isinstance(data, dict):
+        raise GraphError("a graph file must hold a mapping", file=str(path))
+    if "nodes" in data and "links" in data:
+        raise GraphError("this is a UI-format workflow; export it with 'Save (API)' or run it through "
+                         "`facegraph run` after converting", file=str(path))
+    if "graph" in data:
+        return dict(data["graph"]), dict(data.get("parameters") or {})
+    return data, {}
+
+
+def parse_assignments(items: list[str] | None) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> {"a": 1, "b": "x"}; values parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise GraphError(f"--set expects name=value, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = yaml.safe_load(v) if v.strip() else ""
+        except yaml.YAMLError:
+            out[k.strip()] = v
+    return out
+
+
+def substitute(value: Any, params: Mapping[str, Any], where: str = "") -> Any:
+    if isinstance(value, str):
+        m = _PARAM.fullmatch(value)
+        if m:
+            return _param(m.group(1), params, where)
+        return _PARAM.sub(lambda mm: str(_param(mm.group(1), params, where)), value)
+    if isinstance(value, list):
+        return [substitute(v, params, where) for v in value]
+    if isinstance(value, dict):
+        return {k: substitute(v, params, where) for k, v in value.items()}
+    return value
+
+
+def _param(name: str, params: Mapping[str, Any], where: str) -> Any:
+    if name not in params:
+        raise GraphError(f"parameter ${{{name}}} has no value", node=where or None,
+                         hint=f"pass --set {name}=VALUE (known: {', '.join(sorted(params)) or 'none'})")
+    return params[name]
+
+
+def _is_link(v: Any) -> bool:
+    return isinstance(v, list) and len(v) == 2 and isinstance(v[0], (str, int)) and isinstance(v[1], int)
+
+
+class Runner:
+    def __init__(self, node_classes: Mapping[str, type] | None = None) -> None:
+        if node_classes is None:
+            from ..nodes import NODE_CLASSES
+
+            node_classes = NODE_CLASSES
+        self.node_classes = dict(node_classes)
+
+    # ------------------------------------------------------------------------------------------ checks
+    def _class(self, nid: str, ctype: Any) -> type:
+        cls = self.node_classes.get(ctype)
+        if cls is None:
+            close = difflib.get_close_matches(str(ctype), self.node_classes, n=3)
+            raise GraphError(f"unknown node class {ctype!r}", node=nid,
+                             hint=f"did you mean {', '.join(close)}?" if close else "see `facegraph nodes`")
+        return cls
+
+    def prepare(self, graph: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> dict[str, dict]:
+        """Substitute parameters, normalise ids to strings, check classes/links/inputs. Returns the graph."""
+        params = dict(params or {})
+        out: dict[str, dict] = {}
+        for nid, node in graph.items():
+            nid = str(nid)
+            if not isinstance(node, dict) or "class_type" not in node:
+                raise GraphError("each node needs class_type and inputs", node=nid)
+            inputs = substitute(dict(node.get("inputs") or {}), params, nid)
+            out[nid] = {"class_type": node["class_type"], "inputs": inputs}
+        for nid, node in out.items():
+            cls = self._class(nid, node["class_type"])
+            spec = cls.INPUT_TYPES()
+            declared = {**spec.get("required", {}), **spec.get("optional", {})}
+            for name, value in node["inputs"].items():
+                if name not in declared:
+                    raise GraphError(f"unknown input {name!r} for {node['class_type']}", node=nid,
+                                     hint=f"inputs: {', '.join(declared)}")
+                want = declared[name][0]
+                if _is_link(value):
+                    src = str(value[0])
+                    if src not in out:
+                        raise GraphError(f"input {name!r} links to missing node {src}", node=nid)
+                    src_cls = self._class(src, out[src]["class_type"])
+                    slot = value[1]
+                    if not 0 <= slot < len(src_cls.RETURN_TYPES):
+                        raise GraphError(f"input {name!r} links to output {slot} of node {src}, which has "
+                                         f"{len(src_cls.RETURN_TYPES)} outputs", node=nid)
+                    got = src_cls.RETURN_TYPES[slot]
+                    if isinstance(want, str) and want != "*" and got != want:
+                        raise GraphError(f"input {name!r} wants {want} but node {src} output {slot} is {got}",
+                                         node=nid)
+                    node["inputs"][name] = [src, slot]
+                else:
+                    node["inputs"][name] = self._check_widget(nid, name, want, declared[name], value)
+            for name, decl in spec.get("required", {}).items():
+                if name not in node["inputs"]:
+                    opts = decl[1] if len(decl) > 1 else {}
+                    if "default" in opts:
+                        node["inputs"][name] = opts["default"]
+                    elif isinstance(decl[0], list) and decl[0]:
+                        node["inputs"][name] = decl[0][0]
+                    else:
+                        raise GraphError(f"required input {name!r} of {node['class_type']} is not set", node=nid)
+        return out
+
+    @staticmethod
+    def _check_widget(nid: str, name: str, want: Any, decl: tuple, value: Any) -> Any:
+        opts = decl[1] if len(decl) > 1 else {}
+        if isinstance(want, list):
+            if value not in want:
+                raise GraphError(f"input {name!r} = {value!r} is not one of {want}", node=nid)
+            return value
+        typ = _SCALAR_TYPES.get(want)
+        if typ is None:
+            raise GraphError(f"input {name!r} of type {want} must be linked to another node", node=nid)
+        try:
+            if typ is bool and isinstance(value, str):
+                value = value.strip().lower() in ("1", "true", "yes", "on")
+            elif typ is str and not isinstance(value, str):
+                value = "" if value is None else str(value)
+            else:
+                value = typ(value)
+        except (TypeError, ValueError):
+            raise GraphError(f"input {name!r} = {value!r} is not a valid {want}", node=nid) from None
+        if typ in (int, float):
+            lo, hi = opts.get("min"), opts.get("max")
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                raise GraphError(f"input {name!r} = {value} is outside [{lo}, {hi}]", node=nid)
+        return value
+
+    # ------------------------------------------------------------------------------------------ order
+    def order(self, graph: Mapping[str, dict]) -> list[str]:
+        deps = {nid: {str(v[0]) for v in n["inputs"].values() if _is_link(v)} for nid, n in graph.items()}
+        outputs = [nid for nid, n in graph.items()
+                   if getattr(self.node_classes[n["class_type"]], "OUTPUT_NODE", False)]
+        needed: set[str] = set()
+        stack = list(outputs or graph)
+        while stack:
+            nid = stack.pop()
+            if nid not in needed:
+                needed.add(nid)
+                stack.extend(deps[nid])
+        order: list[str] = []
+        state: dict[str, int] = {}
+
+        def visit(nid: str, path: list[str]) -> None:
+            if state.get(nid) == 2:
+                return
+            if state.get(nid) == 1:
+                raise GraphError("the graph has a cycle: " + " -> ".join(path + [nid]), node=nid)
+            state[nid] = 1
+            for d in sorted(deps[nid], key=_sort_key):
+                visit(d, path + [nid])
+            state[nid] = 2
+            order.append(nid)
+
+        for nid in sorted(needed, key=_sort_key):
+            visit(nid, [])
+        return order
+
+    # -------------------------------------------------------------------------------------------- run
+    def run(self, graph: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> GraphRun:
+        prepared = self.prepare(graph, params)
+        graph_hash = hashlib.sha256(json.dumps(prepared, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        order = self.order(prepared)
+        results: dict[str, tuple] = {}
+        ui: dict[str, Any] = {}
+        seconds: dict[str, float] = {}
+        for i, nid in enumerate(order, 1):
+            node = prepared[nid]
+            cls = self.node_classes[node["class_type"]]
+            kwargs = {k: (results[str(v[0])][v[1]] if _is_link(v) else v) for k, v in node["inputs"].items()}
+            hidden = cls.INPUT_TYPES().get("hidden", {})
+            for name, kind in hidden.items():
+                if kind == "PROMPT":
+                    kwargs[name] = prepared
+                elif kind == "UNIQUE_ID":
+                    kwargs[name] = nid
+            log.info("[%d/%d] node %s (%s)", i, len(order), nid, node["class_type"])
+            t0 = time.perf_counter()
+            try:
+                out = getattr(cls(), cls.FUNCTION)(**kwargs)
+            except FacegraphError as exc:
+                raise exc.with_context(node=f"{nid} ({node['class_type']})")
+            except Exception as exc:
+                raise GraphError(f"{type(exc).__name__}: {exc}", node=f"{nid} ({node['class_type']})") from exc
+            seconds[nid] = time.perf_counter() - t0
+            if isinstance(out, dict):
+                ui[nid] = out.get("ui")
+                out = out.get("result", ())
+            if not isinstance(out, tuple) or len(out) != len(cls.RETURN_TYPES):
+                raise GraphError(f"returned {type(out).__name__} of length "
+                                 f"{len(out) if isinstance(out, tuple) else '?'}, expected "
+                                 f"{len(cls.RETURN_TYPES)} outputs", node=f"{nid} ({node['class_type']})")
+            results[nid] = out
+        return GraphRun(outputs=results, ui=ui, order=order, seconds=seconds, graph_hash=graph_hash)
+
+
+def _sort_key(nid: str) -> tuple:
+    return (0, int(nid), "") if nid.isdigit() else (1, 0, nid)
+
+
+def run_file(path: str | Path, assignments: Mapping[str, Any] | None = None) -> GraphRun:
+    graph, defaults = load_graph_file(path)
+    params = {**defaults, **dict(assignments or {})}
+    try:
+        return Runner().run(graph, params)
+    except FacegraphError as exc:
+        raise exc.with_context(file=str(path))
