@@ -178,13 +178,39 @@ def ocio_view(x: np.ndarray, config: str, display: str = "", view: str = "",
     """
     import OpenImageIO as oiio
 
-    cfg = oiio.ColorConfig(config)
-    if cfg.has_error() if hasattr(cfg, "has_error") else False:
-        raise InputError(f"cannot load OCIO config {config!r}: {cfg.geterror()}")
+    cfg = _ocio_config(config)
+    displays = list(cfg.getDisplayNames())
     display = display or cfg.getDefaultDisplayName()
+    if display not in displays:
+        raise InputError(f"OCIO display {display!r} not in {config}", hint=f"displays: {', '.join(displays)}")
+    views = list(cfg.getViewNames(display))
     view = view or cfg.getDefaultViewName(display)
+    if view not in views:
+        raise InputError(f"OCIO view {view!r} not available for {display!r} in {config}",
+                         hint=f"views: {', '.join(views)}")
     src = oiio.ImageBuf(np.ascontiguousarray(x, dtype=np.float32))
-    dst = oiio.ImageBufAlgo.ociodisplay(src, display, view, colourspace, colorconfig=config)
-    if dst.has_error:
-        raise InputError(f"OCIO display transform failed ({config}, {display}/{view}): {dst.geterror()}")
-    return dst.get_pixels(oiio.FLOAT).reshape(x.shape)
+    dst = oiio.ImageBuf()
+    if not oiio.ImageBufAlgo.ociodisplay(dst, src, display, view, colourspace, colorconfig=config):
+        raise InputError(f"OCIO display transform failed ({config}, {display} / {view}, from {colourspace}): "
+                         f"{dst.geterror() or oiio.geterror()}")
+    return np.asarray(dst.get_pixels(oiio.FLOAT), dtype=np.float32).reshape(x.shape)
+
+
+_OCIO_CONFIGS: dict[str, object] = {}
+
+
+def _ocio_config(config: str):
+    import OpenImageIO as oiio
+
+    if config not in _OCIO_CONFIGS:
+        import os
+
+        if not config.startswith("ocio://") and not os.path.isfile(config):
+            raise InputError(f"cannot load OCIO config {config!r}: no such file",
+                             hint="give a config file path or a built-in URI such as ocio://studio-config-latest")
+        cfg = oiio.ColorConfig(config)
+        if cfg.getNumColorSpaces() == 0:
+            raise InputError(f"cannot load OCIO config {config!r}: {oiio.geterror() or 'no colour spaces'}",
+                             hint="give a config file path or a built-in URI such as ocio://studio-config-latest")
+        _OCIO_CONFIGS[config] = cfg
+    return _OCIO_CONFIGS[config]

@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 
 import numpy as np
 
 from ..core import progress
+from ..core.colour import VIEW_TRANSFORMS, ViewOptions, apply_view
 from ..core.errors import InputError
+from ..core.io.source import open_source
+from ..core.io.video import TRANSFERS
 from ..core.io.frames import WRITE_MODES, SequenceInfo, SequenceWriter, iter_frames, sequence_info
 from ..core.io.images import EXR_COMPRESSIONS, NONFINITE_POLICIES, PIXEL_TYPES
 from ..core.io.sequence import MISSING_POLICIES, SequencePattern, parse_frames, plan_frames
-from .types import (BOOLEAN, CATEGORY, IMAGE, INT, MASK, SEQUENCE, STRING, image_to_numpy, mask_to_numpy,
+from .types import (CATEGORY, FLOAT, IMAGE, INT, MASK, SEQUENCE, STRING, image_to_numpy, mask_to_numpy,
                     numpy_to_image, numpy_to_mask, widget)
 
 CHANNEL_CHOICES = ("auto", "RGB", "RGBA")
@@ -114,10 +118,11 @@ class SaveEXRSequence:
                 "start_frame": widget(INT, "frame number of the first image when no sequence is given",
                                       default=1001, min=-(1 << 30), max=1 << 30),
             },
+            "hidden": {"prompt": "PROMPT"},
         }
 
     def save(self, images, path, pixel_type="half", compression="zip", mode="error", alpha=None, sequence=None,
-             start_frame=1001):
+             start_frame=1001, prompt=None):
         pixels = image_to_numpy(images)
         if alpha is not None:
             a = mask_to_numpy(alpha)
@@ -131,8 +136,12 @@ class SaveEXRSequence:
         windows = {}
         if info is not None and info.data_window[2:] == (pixels.shape[2], pixels.shape[1]):
             windows = {"data_window": info.data_window, "display_window": info.display_window}
+        graph_hash = ""
+        if prompt is not None:
+            graph_hash = hashlib.sha256(json.dumps(prompt, sort_keys=True, default=str).encode()).hexdigest()[:16]
         writer = SequenceWriter(path, mode=mode, pixel_type=pixel_type, compression=compression,
-                                attributes=info.attributes if info is not None else (), **windows)
+                                attributes=info.attributes if info is not None else (), graph_hash=graph_hash,
+                                **windows)
         with progress.task(len(frames), "write EXR") as bar:
             for number, px in zip(frames, pixels):
                 writer.write(number, px)
@@ -142,7 +151,93 @@ class SaveEXRSequence:
                 "result": ("\n".join(written),)}
 
 
+class LoadVideo:
+    DESCRIPTION = ("Load frames of a movie (mp4, mov/ProRes, ...) as scene-linear float, decoded with an "
+                   "explicit colour matrix and range (from the stream's tags unless forced).")
+    CATEGORY = f"{CATEGORY}/io"
+    FUNCTION = "load"
+    RETURN_TYPES = (IMAGE, SEQUENCE)
+    RETURN_NAMES = ("images", "sequence")
+    OUTPUT_TOOLTIPS = ("frames, float32 linear [B,H,W,3]", "frame numbers (from start_frame) and frame rate")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "path": widget(STRING, "movie file", default=""),
+                "frames": widget(STRING, "frame range in start_frame numbering (empty: all)", default=""),
+                "first": widget(INT, "index of the first frame of the range to load", default=0, min=0,
+                                max=1 << 30),
+                "count": widget(INT, "how many frames to load (0: all)", default=0, min=0, max=1 << 30),
+                "start_frame": widget(INT, "frame number of the movie's first frame", default=1001,
+                                      min=-(1 << 30), max=1 << 30),
+            },
+            "optional": {
+                "transfer": widget(TRANSFERS, "how decoded video becomes linear", default="srgb"),
+                "matrix": widget(("auto", "bt709", "bt601"), "Y'CbCr matrix (auto: stream tags)", default="auto"),
+                "colour_range": widget(("auto", "limited", "full"), "code range (auto: stream tags)",
+                                       default="auto"),
+            },
+        }
+
+    def load(self, path, frames="", first=0, count=0, start_frame=1001, transfer="srgb", matrix="auto",
+             colour_range="auto"):
+        src = open_source(path.strip(), parse_frames(frames), start_frame=start_frame, transfer=transfer,
+                          matrix=matrix, colour_range=colour_range)
+        numbers = src.frames[first: (first + count) if count > 0 else None]
+        if not numbers:
+            raise InputError(f"no frames selected (first={first}, count={count})", file=path)
+        src.frames = numbers
+        batch = []
+        with progress.task(len(numbers), "decode movie") as bar:
+            for frame in src.frames_iter():
+                batch.append(frame.pixels)
+                bar.advance()
+        h, w = batch[0].shape[:2]
+        info = SequenceInfo(pattern=path, frames=tuple(numbers), data_window=(0, 0, w, h),
+                            display_window=(0, 0, w, h), channels=("R", "G", "B"), fps=src.fps)
+        return (numpy_to_image(np.stack(batch)), info)
+
+
+class ViewTransform:
+    DESCRIPTION = ("Render linear frames for display through a view transform (sRGB, Rec.709, or an OCIO "
+                   "display/view, e.g. ocio://studio-config-latest). Feed the result to a preview node; never "
+                   "back into the pipeline.")
+    CATEGORY = f"{CATEGORY}/io"
+    FUNCTION = "apply"
+    RETURN_TYPES = (IMAGE,)
+    RETURN_NAMES = ("display",)
+    OUTPUT_TOOLTIPS = ("display-referred frames in [0, 1]",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "images": widget(IMAGE, "linear frames"),
+                "view": widget(VIEW_TRANSFORMS, "view transform", default="srgb"),
+                "stops": widget(FLOAT, "exposure trim in stops", default=0.0, min=-20.0, max=20.0, step=0.25),
+            },
+            "optional": {
+                "ocio_config": widget(STRING, "OCIO config path or built-in URI (view = ocio)",
+                                      default="ocio://studio-config-latest"),
+                "ocio_display": widget(STRING, "OCIO display (empty: default)", default=""),
+                "ocio_view": widget(STRING, "OCIO view (empty: default)", default=""),
+                "ocio_colourspace": widget(STRING, "colour space of the linear frames", default="scene_linear"),
+            },
+        }
+
+    def apply(self, images, view="srgb", stops=0.0, ocio_config="ocio://studio-config-latest", ocio_display="",
+              ocio_view="", ocio_colourspace="scene_linear"):
+        opts = ViewOptions(exposure="none", stops=stops, view=view, ocio_config=ocio_config if view == "ocio" else "",
+                           ocio_display=ocio_display, ocio_view=ocio_view, ocio_colourspace=ocio_colourspace)
+        frames = image_to_numpy(images)
+        out = np.stack([np.clip(apply_view(f[..., :3] * np.float32(2.0 ** stops), opts), 0, 1) for f in frames])
+        return (numpy_to_image(out),)
+
+
 NODES = {
     "FacegraphLoadImageSequence": (LoadImageSequence, "Load Image Sequence (facegraph)"),
+    "FacegraphLoadVideo": (LoadVideo, "Load Video (facegraph)"),
     "FacegraphSaveEXRSequence": (SaveEXRSequence, "Save EXR Sequence (facegraph)"),
+    "FacegraphViewTransform": (ViewTransform, "Preview: View Transform (facegraph)"),
 }

@@ -162,6 +162,70 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------- convert
+def add_view_arguments(p: argparse.ArgumentParser) -> None:
+    from ..core.colour import VIEW_TRANSFORMS
+
+    p.add_argument("--view", choices=VIEW_TRANSFORMS, default="srgb",
+                   help="view transform for display outputs (png/jpg/tif/mp4/mov)")
+    p.add_argument("--stops", type=float, default=0.0, help="exposure trim in stops before the view")
+    p.add_argument("--ocio-config", default="", help="OCIO config file or built-in URI (ocio://studio-config-latest)")
+    p.add_argument("--display", default="", help="OCIO display (default: the config's)")
+    p.add_argument("--ocio-view", default="", help="OCIO view (default: the display's)")
+    p.add_argument("--ocio-colourspace", default="scene_linear", help="colour space of the linear frames")
+
+
+def view_from_args(args: argparse.Namespace):
+    from ..core.colour import ViewOptions
+
+    view = "ocio" if args.ocio_config and args.view == "srgb" else args.view
+    return ViewOptions(exposure="none", stops=args.stops, view=view, ocio_config=args.ocio_config,
+                       ocio_display=args.display, ocio_view=args.ocio_view, ocio_colourspace=args.ocio_colourspace)
+
+
+@command
+def add_convert(sub: argparse._SubParsersAction) -> None:
+    from ..core.io.images import EXR_COMPRESSIONS
+    from ..core.io.sequence import MISSING_POLICIES
+
+    p = sub.add_parser("convert", help="transcode between sequences, stills and movies (EXR stays linear)")
+    p.add_argument("input", help="plate.####.exr, plate.%%04d.exr, a still, or a movie (mp4/mov/...)")
+    p.add_argument("output", help="out.####.exr (linear), out.####.png / .jpg / .tif or .mp4 / .mov (through --view)")
+    p.add_argument("--frames", help="frame range, e.g. 1001-1100 (movies count from --start-frame)")
+    p.add_argument("--missing", choices=MISSING_POLICIES, default="error")
+    p.add_argument("--compression", default="zip", help=f"EXR compression: {', '.join(EXR_COMPRESSIONS)}")
+    depth = p.add_mutually_exclusive_group()
+    depth.add_argument("--half", dest="pixel_type", action="store_const", const="half", default="half")
+    depth.add_argument("--float", dest="pixel_type", action="store_const", const="float")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--overwrite", dest="mode", action="store_const", const="overwrite", default="error")
+    mode.add_argument("--resume", dest="mode", action="store_const", const="resume")
+    p.add_argument("--start-frame", type=int, default=1001, help="frame number of a movie's first frame")
+    p.add_argument("--fps", type=float, help="movie output frame rate (default: the input's, else 24)")
+    p.add_argument("--codec", choices=("h264", "prores"), default="h264")
+    p.add_argument("--bit-depth", type=int, choices=(8, 16), default=8, help="PNG/TIFF output depth")
+    add_view_arguments(p)
+    p.set_defaults(func=_convert)
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from ..core.io.convert import ConvertOptions, convert
+    from ..core.io.images import validate_compression
+    from ..core.io.sequence import parse_frames
+    from ..core.io.source import open_source
+
+    src = open_source(args.input, parse_frames(args.frames), missing=args.missing, start_frame=args.start_frame)
+    opts = ConvertOptions(pixel_type=args.pixel_type, compression=validate_compression(args.compression),
+                          mode=args.mode, view=view_from_args(args), fps=args.fps, codec=args.codec,
+                          bit_depth=args.bit_depth)
+    rep = convert(src, args.output, opts)
+    if src.missing:
+        log.warning("%d missing input frame(s) filled by policy %r", len(src.missing), args.missing)
+    log.info("%s: %d written, %d kept (frames %s-%s)", rep.output, rep.written, rep.kept, rep.frames[0],
+             rep.frames[-1])
+    return 0
+
+
 # -------------------------------------------------------------------------------------------------- demo
 @command
 def add_demo(sub: argparse._SubParsersAction) -> None:

@@ -171,7 +171,7 @@ class SequenceWriter:
                  attributes: Sequence[tuple[str, str, Any]] = (), graph_hash: str = "",
                  data_window: tuple[int, int, int, int] | None = None,
                  display_window: tuple[int, int, int, int] | None = None, nonfinite: str = "error",
-                 bit_depth: int = 8) -> None:
+                 bit_depth: int = 8, encoded: bool = False, threads: int = 0) -> None:
         if mode not in WRITE_MODES:
             raise InputError(f"write mode must be one of {WRITE_MODES}, got {mode!r}")
         self.pattern = pattern if isinstance(pattern, SequencePattern) else SequencePattern.parse(pattern)
@@ -185,17 +185,20 @@ class SequenceWriter:
         self.display_window = display_window
         self.nonfinite = nonfinite
         self.bit_depth = bit_depth
+        self.encoded = encoded
+        self.threads = threads
         self.written: list[str] = []
         self.skipped: list[str] = []
 
-    def path(self, frame: int) -> str:
+    def path(self, frame: int | None) -> str:
         return self.pattern.path(frame)
 
-    def exists(self, frame: int) -> bool:
+    def exists(self, frame: int | None) -> bool:
         return os.path.exists(self.path(frame))
 
-    def write(self, frame: int, pixels: np.ndarray) -> str | None:
-        """Write one frame; returns its path, or None when resume mode kept an existing file."""
+    def write(self, frame: int | None, pixels: np.ndarray) -> str | None:
+        """Write one frame (``None`` for a still pattern); returns its path, or None when resume mode kept an
+        existing file."""
         path = self.path(frame)
         if os.path.exists(path):
             if self.mode == "resume":
@@ -204,15 +207,16 @@ class SequenceWriter:
             if self.mode == "error":
                 raise ImageIOError("output frame exists", file=path, frame=frame,
                                    hint="choose mode 'overwrite' to replace it or 'resume' to keep it")
-        attrs = list(self.attributes) + [(FRAME_ATTR, "int", int(frame)),
-                                         (FACEGRAPH_VERSION_ATTR, "string", version())]
+        attrs = list(self.attributes) + [(FACEGRAPH_VERSION_ATTR, "string", version())]
+        if frame is not None:
+            attrs.append((FRAME_ATTR, "int", int(frame)))
         if self.graph_hash:
             attrs.append((GRAPH_HASH_ATTR, "string", self.graph_hash))
         origin = self.data_window[:2] if self.data_window else None
         write_image(path, pixels, channels=self.channels, pixel_type=self.pixel_type,
                     compression=self.compression, data_window=origin, display_window=self.display_window,
                     attributes=attrs, overwrite=self.mode != "error", nonfinite=self.nonfinite, frame=frame,
-                    bit_depth=self.bit_depth)
+                    bit_depth=self.bit_depth, encoded=self.encoded, threads=self.threads)
         self.written.append(path)
         return path
 

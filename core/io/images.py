@@ -67,6 +67,15 @@ class ImageInfo:
         return default
 
 
+def all_finite(a: np.ndarray) -> bool:
+    """True when ``a`` holds no NaN/Inf. One reduction in the common case; the exact (slower) test only when
+    the sum is not finite (NaN/Inf present, or an overflow of huge finite values)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(a.sum(dtype=np.float64)):
+            return True
+    return bool(np.isfinite(a).all())
+
+
 def validate_compression(name: str) -> str:
     """Return a valid OpenEXR compression string (``zip``, ``dwaa:45``, ...) or raise InputError."""
     base, _, level = (name or "").strip().lower().partition(":")
@@ -107,11 +116,13 @@ def _pick_channels(names: Sequence[str], want: str | Sequence[str] | None, layer
 
 
 def read_image(path: str | os.PathLike, *, channels: str | Sequence[str] | None = None, layer: str = "",
-               nonfinite: str = "error", frame: int | None = None) -> tuple[np.ndarray, ImageInfo]:
+               nonfinite: str = "error", frame: int | None = None, threads: int = 0
+               ) -> tuple[np.ndarray, ImageInfo]:
     """Read one image as (H, W, C) float32 scene-linear, premultiplied.
 
     channels: None/"auto" = RGB plus A when present (of ``layer`` if given), "RGB"/"RGBA", or a list of names.
     nonfinite: ``error`` raises on NaN/Inf pixels naming the file and frame; ``zero`` replaces them with 0.
+    threads: OIIO worker threads for this file (0 = OIIO's global setting).
     Raises ImageIOError (missing, unreadable, truncated, 0x0, wrong channels) naming file and frame.
     """
     import OpenImageIO as oiio
@@ -126,6 +137,8 @@ def read_image(path: str | os.PathLike, *, channels: str | Sequence[str] | None 
     if inp is None:
         raise ImageIOError(f"cannot open: {oiio.geterror() or 'unknown format'}", file=path, frame=frame)
     try:
+        if threads and hasattr(inp, "threads"):
+            inp.threads(threads)
         spec = inp.spec()
         if spec.width <= 0 or spec.height <= 0 or spec.nchannels <= 0:
             raise ImageIOError(f"empty image ({spec.width}x{spec.height}x{spec.nchannels})", file=path, frame=frame)
@@ -159,8 +172,8 @@ def read_image(path: str | os.PathLike, *, channels: str | Sequence[str] | None 
     elif has_alpha and straight:
         pixels[..., :3] *= pixels[..., 3:4]
 
-    bad = ~np.isfinite(pixels)
-    if bad.any():
+    if not all_finite(pixels):
+        bad = ~np.isfinite(pixels)
         if nonfinite == "zero":
             pixels[bad] = 0.0
         else:
@@ -178,13 +191,16 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, *, channels: Sequen
                 data_window: tuple[int, int] | tuple[int, int, int, int] | None = None,
                 display_window: tuple[int, int, int, int] | None = None,
                 attributes: Iterable[tuple[str, str, Any]] = (), overwrite: bool = False,
-                nonfinite: str = "error", frame: int | None = None, bit_depth: int = 8) -> str:
+                nonfinite: str = "error", frame: int | None = None, bit_depth: int = 8,
+                encoded: bool = False, threads: int = 0) -> str:
     """Write (H, W, C) float32 linear premultiplied pixels atomically (temp file + rename).
 
     EXR keeps the values as they are (half/float). PNG/JPEG/TIFF are sRGB-encoded with straight alpha,
     quantised to ``bit_depth`` (8, or 16 for PNG/TIFF). ``data_window`` gives the array's origin (x, y) inside
     ``display_window`` (x, y, w, h); both default to the array itself. Refuses to replace an existing file
-    unless ``overwrite``. Returns the path written.
+    unless ``overwrite``. ``encoded``: the pixels are already display-referred [0, 1] (a view transform was
+    applied) and are written to PNG/JPEG/TIFF without the sRGB encode. ``threads``: OIIO worker threads for
+    this file (0 = OIIO's global setting). Returns the path written.
     """
     import OpenImageIO as oiio
 
@@ -205,8 +221,8 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, *, channels: Sequen
         raise ImageIOError("file exists", file=path, frame=frame, hint="set overwrite to replace it")
     ext = os.path.splitext(path)[1].lower()
     data = np.ascontiguousarray(pixels, dtype=np.float32)
-    finite = np.isfinite(data)
-    if not finite.all():
+    if not all_finite(data):
+        finite = np.isfinite(data)
         if nonfinite == "zero":
             data = np.where(finite, data, 0.0).astype(np.float32)
         else:
@@ -224,7 +240,7 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, *, channels: Sequen
             raise InputError(f"bit depth {bit_depth} is not available for {ext}")
         fmt = oiio.UINT8 if bit_depth == 8 else oiio.UINT16
         spec = oiio.ImageSpec(w, h, c, fmt)
-        data = _encode_still(data, channels)
+        data = np.clip(data, 0.0, 1.0) if encoded else _encode_still(data, channels)
         spec.attribute("oiio:ColorSpace", "sRGB")
         if c == 4:
             spec.attribute("oiio:UnassociatedAlpha", 1)
@@ -256,6 +272,8 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, *, channels: Sequen
         out = oiio.ImageOutput.create(tmp)
         if out is None:
             raise ImageIOError(f"no writer for {ext}: {oiio.geterror()}", file=path, frame=frame)
+        if threads and hasattr(out, "threads"):
+            out.threads(threads)
         if not out.open(tmp, spec):
             raise ImageIOError(f"cannot open for writing: {out.geterror()}", file=path, frame=frame)
         ok = out.write_image(data)

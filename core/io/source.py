@@ -1,0 +1,82 @@
+"""One entry point for every input kind: a still, a frame sequence or a movie, streamed as :class:`Frame`.
+
+Movie frames are numbered from ``start_frame`` (default 1001, the plate convention), so ``--frames`` means the
+same thing for movies and sequences.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Iterator, Literal, Sequence
+
+from ..errors import ImageIOError
+from .frames import Frame, iter_frames
+from .images import read_image
+from .sequence import FramePlan, SequencePattern, plan_frames
+from .video import MOVIE_EXTENSIONS, iter_video, probe_video
+
+SourceKind = Literal["still", "sequence", "movie"]
+MOVIE_START_FRAME = 1001
+
+
+def classify(path: str | os.PathLike) -> str:
+    text = os.fspath(path)
+    if os.path.splitext(text)[1].lower() in MOVIE_EXTENSIONS:
+        return "movie"
+    return "still" if SequencePattern.parse(text).is_still else "sequence"
+
+
+@dataclasses.dataclass
+class Source:
+    """A planned read. ``frames`` are the output frame numbers; iterate with :meth:`frames_iter`."""
+
+    path: str
+    kind: str
+    frames: tuple[int, ...]
+    fps: float | None = None
+    missing: tuple[int, ...] = ()
+    _plan: FramePlan | None = None
+    _pattern: SequencePattern | None = None
+    _read: dict = dataclasses.field(default_factory=dict)
+
+    def frames_iter(self, window: int = 2) -> Iterator[Frame]:
+        if self.kind == "movie":
+            first = self._read["start_frame"]
+            yield from iter_video(self.path, [f - first for f in self.frames], first_frame=first,
+                                  transfer=self._read["transfer"], matrix=self._read["matrix"],
+                                  colour_range=self._read["colour_range"])
+        elif self.kind == "still":
+            px, info = read_image(self.path, channels=self._read["channels"], layer=self._read["layer"],
+                                  nonfinite=self._read["nonfinite"])
+            yield Frame(number=self.frames[0], pixels=px, info=info, source=self.frames[0])
+        else:
+            yield from iter_frames(self._pattern, plan=self._plan, channels=self._read["channels"],
+                                   layer=self._read["layer"], nonfinite=self._read["nonfinite"], window=window)
+
+
+def open_source(path: str | os.PathLike, frames: Sequence[int] | None = None, *, missing: str = "error",
+                channels=None, layer: str = "", nonfinite: str = "error", start_frame: int = MOVIE_START_FRAME,
+                transfer: str = "srgb", matrix: str = "auto", colour_range: str = "auto") -> Source:
+    """Plan a read of a still, sequence or movie (nothing is decoded until iteration)."""
+    text = os.fspath(path)
+    kind = classify(text)
+    read = dict(channels=channels, layer=layer, nonfinite=nonfinite, start_frame=start_frame, transfer=transfer,
+                matrix=matrix, colour_range=colour_range)
+    if kind == "movie":
+        info = probe_video(text)
+        all_frames = tuple(range(start_frame, start_frame + info.frame_count))
+        wanted = tuple(frames) if frames is not None else all_frames
+        bad = [f for f in wanted if f < start_frame or (info.frame_count and f >= start_frame + info.frame_count)]
+        if bad:
+            raise ImageIOError(f"frames {bad[:5]} are outside the movie's {start_frame}-"
+                               f"{start_frame + info.frame_count - 1}", file=text)
+        return Source(path=text, kind=kind, frames=wanted, fps=info.fps, _read=read)
+    pattern = SequencePattern.parse(text)
+    if kind == "still":
+        if not os.path.isfile(text):
+            raise ImageIOError("file not found", file=text)
+        number = frames[0] if frames else 0
+        return Source(path=text, kind=kind, frames=(number,), _pattern=pattern, _read=read)
+    plan = plan_frames(pattern, frames, missing)
+    return Source(path=text, kind=kind, frames=plan.frames, missing=plan.missing, _plan=plan, _pattern=pattern,
+                  _read=read)
