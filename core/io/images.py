@@ -71,7 +71,7 @@ def all_finite(a: np.ndarray) -> bool:
     """True when ``a`` holds no NaN/Inf. One reduction in the common case; the exact (slower) test only when
     the sum is not finite (NaN/Inf present, or an overflow of huge finite values)."""
     with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(a.sum(dtype=np.float64)):
+        if np.isfinite(a.sum()):
             return True
     return bool(np.isfinite(a).all())
 
@@ -150,7 +150,9 @@ def read_image(path: str | os.PathLike, *, channels: str | Sequence[str] | None 
             raise ImageIOError(f"cannot read pixels: {inp.geterror() or 'truncated or corrupt file'}",
                                file=path, frame=frame)
         data = np.asarray(data, dtype=np.float32).reshape(spec.height, spec.width, hi - lo)
-        pixels = np.ascontiguousarray(data[:, :, [i - lo for i in idx]])
+        order = [i - lo for i in idx]
+        # the common case (RGB/RGBA stored in order) needs no copy
+        pixels = data if order == list(range(hi - lo)) else np.ascontiguousarray(data[:, :, order])
         fmt = str(spec.format)
         straight = bool(spec.get_int_attribute("oiio:UnassociatedAlpha", 0))
         colourspace = spec.get_string_attribute("oiio:ColorSpace", "").lower()
