@@ -322,7 +322,8 @@ class Alignment(Record):
 
     crop_from_frame: (2, 3) float64, maps frame pixels -> crop pixels (conventions: matrices).
     crop_size: (width, height) of the crop in pixels. template: the template's name (``core.templates``).
-    frame: frame number it belongs to; face_index: which face of that frame (or -1).
+    frame: frame number it belongs to; face_index: which face of that frame (or -1); rms: the fit's residual
+    in crop pixels (how well the face's points matched the template).
     """
 
     crop_from_frame: np.ndarray = array_field(np.float64, (2, 3))
@@ -330,6 +331,7 @@ class Alignment(Record):
     template: str = ""
     frame: int = 0
     face_index: int = -1
+    rms: float = 0.0
 
     def _validate(self) -> None:
         if len(self.crop_size) != 2 or min(self.crop_size) <= 0:

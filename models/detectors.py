@@ -1,0 +1,214 @@
+"""Face detectors: preprocess -> run -> decode, for every registered detector family.
+
+Input: display-referred RGB frames in [0, 1] (H, W, 3) float32, i.e. ``core.colour.network_view`` of the linear
+plate, one size per call. Output: one :class:`~facegraph.core.detection.Detections` per frame in frame pixels.
+All the maths (decoding, NMS, geometry) is in ``core.detection``; this module knows each family's input
+contract (colour order, scaling, size) and runs the network, batching frames (and tiles) of the same input size.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from ..core import progress
+from ..core.detection import (Detections, DetectOptions, decode_blazeface, decode_retinaface, decode_scrfd,
+                              decode_ultraface, decode_yolo5face, decode_yunet, blazeface_anchors,
+                              dynamic_input_size, finalize, fit_input, map_to_frame, rotation_about_centre,
+                              stretch_input, tiles, weighted_nms)
+from ..core.errors import InputError, ModelError
+from .registry import ModelSpec
+from .store import ResolvedModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Family:
+    colour: str                       # RGB | BGR
+    normalise: Callable[[np.ndarray], np.ndarray]   # float 0-255 HWC -> network values
+    resize: str                       # dynamic | letterbox | stretch
+    default_longest: int = 640
+    stride: int = 32
+
+
+def _bgr255(x):
+    return x
+
+
+def _rgb_scrfd(x):
+    return (x - 127.5) / 128.0
+
+
+def _bgr_retina(x):
+    return x - np.array([104.0, 117.0, 123.0], np.float32)  # biubug6 RetinaFace BGR means
+
+
+def _rgb01(x):
+    return x / 255.0
+
+
+def _rgb_ultra(x):
+    return (x - 127.0) / 128.0
+
+
+def _rgb_pm1(x):
+    return x / 127.5 - 1.0
+
+
+FAMILIES = {
+    "yunet": _Family("BGR", _bgr255, "dynamic"),
+    "scrfd": _Family("RGB", _rgb_scrfd, "dynamic"),
+    "retinaface": _Family("BGR", _bgr_retina, "dynamic"),
+    "yolo5face": _Family("RGB", _rgb01, "letterbox"),
+    "ultraface": _Family("RGB", _rgb_ultra, "stretch"),
+    "blazeface": _Family("RGB", _rgb_pm1, "letterbox"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    image: int
+    net_from_frame: np.ndarray
+    size: tuple[int, int]
+    quarter_turns: int
+    crop: tuple[int, int, int, int]   # in the rotated frame
+    scale: float | tuple[float, float]
+
+
+class FaceDetector:
+    """A loaded detector. ``detect(views, options)`` -> list of Detections in frame pixels."""
+
+    task = "detect"
+
+    def __init__(self, spec: ModelSpec, resolved: ResolvedModel, *, device: str = "cpu", threads: int = 0):
+        if spec.family not in FAMILIES:
+            raise ModelError(f"no detector wrapper for family {spec.family!r}", model=spec.id)
+        self.spec = spec
+        self.family = FAMILIES[spec.family]
+        self.device = device
+        size = spec.contract("size", "dynamic")
+        self.fixed_size: tuple[int, int] | None = None if size == "dynamic" else (int(size[0]), int(size[1]))
+        if spec.runtime == "onnx":
+            from .onnx_runtime import create_session
+
+            self._session = create_session(resolved.path(".onnx"), device=device, threads=threads or None)
+            self._input_name = self._session.get_inputs()[0].name
+            self._output_names = [o.name for o in self._session.get_outputs()]
+            first_dim = self._session.get_inputs()[0].shape[0]
+            self._max_batch = 1 if first_dim == 1 else 16
+            out0 = self._session.get_outputs()[0].shape
+            if isinstance(out0[0], int) and out0[0] == 1:
+                self._max_batch = 1
+        elif spec.runtime == "tflite":
+            from .tflite_torch import TFLiteModule
+
+            self._module = TFLiteModule.from_file(resolved.path(".tflite"), device=device)
+            self._max_batch = 16
+            if spec.family == "blazeface":
+                n = self._module.output_shapes[0][1]
+                self._anchors = (blazeface_anchors(128, (8, 16), (2, 6)) if n == 896
+                                 else blazeface_anchors(192, (4,), (1,)))
+        else:
+            raise ModelError(f"detector runtime {spec.runtime!r} is not supported", model=spec.id)
+
+    # -------------------------------------------------------------------------------------------- jobs
+    def _jobs(self, index: int, frame_size: tuple[int, int], options: DetectOptions) -> list[_Job]:
+        jobs = []
+        for turns in (0,) + tuple(r // 90 for r in options.rotations):
+            rot, rsize = rotation_about_centre(frame_size, turns)
+            for crop in tiles(rsize, options.tile, options.tile_overlap):
+                cw, ch = crop[2] - crop[0], crop[3] - crop[1]
+                if self.fixed_size is not None:
+                    size = self.fixed_size
+                    m = stretch_input((cw, ch), size) if self.family.resize == "stretch" else fit_input((cw, ch), size)
+                else:
+                    size = dynamic_input_size((cw, ch), options.input_size or self.family.default_longest,
+                                              self.family.stride)
+                    m = fit_input((cw, ch), size)
+                shift = np.array([[1, 0, -crop[0]], [0, 1, -crop[1]]], np.float64)
+                net_from_frame = m @ np.vstack([shift @ np.vstack([rot, [0, 0, 1]]), [0, 0, 1]])
+                jobs.append(_Job(index, net_from_frame[:2], size, turns, crop, (m[0, 0], m[1, 1])))
+        return jobs
+
+    def _input(self, view: np.ndarray, job: _Job) -> np.ndarray:
+        img = np.rot90(view, -job.quarter_turns) if job.quarter_turns else view  # clockwise turns
+        x0, y0, x1, y1 = job.crop
+        img = img[y0:y1, x0:x1]
+        sx, sy = job.scale
+        w, h = job.size
+        tw, th = max(1, int(round(img.shape[1] * sx))), max(1, int(round(img.shape[0] * sy)))
+        tw, th = min(tw, w), min(th, h)
+        interp = cv2.INTER_AREA if sx < 1 else cv2.INTER_LINEAR
+        resized = cv2.resize(np.ascontiguousarray(img, dtype=np.float32), (tw, th), interpolation=interp)
+        canvas = np.zeros((h, w, 3), np.float32)
+        canvas[:th, :tw] = resized
+        pixels = np.round(np.clip(canvas, 0, 1) * 255.0)  # what the networks were trained on: 8-bit values
+        if self.family.colour == "BGR":
+            pixels = pixels[..., ::-1]
+        return self.family.normalise(pixels.astype(np.float32)).astype(np.float32)
+
+    # --------------------------------------------------------------------------------------------- run
+    def _run(self, batch: np.ndarray) -> list[dict[str, np.ndarray]]:
+        """batch (B, H, W, 3) network values -> per-image dicts of raw outputs."""
+        if self.spec.runtime == "onnx":
+            x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+            outs = self._session.run(None, {self._input_name: x})
+            return [{n: o[i] for n, o in zip(self._output_names, outs)} for i in range(len(batch))]
+        outs = self._module.run_numpy(batch)
+        return [{str(k): o[i] for k, o in enumerate(outs)} for i in range(len(batch))]
+
+    def _decode(self, raw: dict[str, np.ndarray], size: tuple[int, int]) -> Detections:
+        fam = self.spec.family
+        if fam == "yunet":
+            return decode_yunet(raw, size)
+        if fam == "scrfd":
+            return decode_scrfd(raw, size)
+        if fam == "retinaface":
+            return decode_retinaface(raw["loc"], raw["conf"], raw["iou"], size)
+        if fam == "yolo5face":
+            return decode_yolo5face(raw["output"])
+        if fam == "ultraface":
+            return decode_ultraface(raw["scores"], raw["boxes"], size)
+        if fam == "blazeface":
+            return decode_blazeface(raw["0"], raw["1"], self._anchors, size[0])
+        raise ModelError(f"no decoder for {fam}", model=self.spec.id)
+
+    def detect(self, views: Sequence[np.ndarray], options: DetectOptions = DetectOptions()) -> list[Detections]:
+        """Detect faces in display-referred RGB frames (H, W, 3) float32 in [0, 1] of one size."""
+        if not len(views):
+            return []
+        shapes = {v.shape for v in views}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[2] != 3:
+            raise InputError(f"detect expects frames of one (H, W, 3) shape, got {sorted(shapes)}")
+        h, w = views[0].shape[:2]
+        jobs = [j for i in range(len(views)) for j in self._jobs(i, (w, h), options)]
+        per_image: list[list[Detections]] = [[] for _ in views]
+        step = max(1, self._max_batch)
+        with progress.task(len(jobs), f"detect ({self.spec.id})") as bar:
+            for start in range(0, len(jobs), step):
+                chunk = jobs[start:start + step]
+                groups: dict[tuple[int, int], list[_Job]] = {}
+                for j in chunk:
+                    groups.setdefault(j.size, []).append(j)
+                for size, group in groups.items():
+                    batch = np.stack([self._input(views[j.image], j) for j in group])
+                    for j, raw in zip(group, self._run(batch)):
+                        det = self._decode(raw, size)
+                        det = det.take(np.flatnonzero(det.scores >= options.score_threshold * 0.5))
+                        per_image[j.image].append(map_to_frame(det, j.net_from_frame))
+                bar.advance(len(chunk))
+        out = []
+        for dets in per_image:
+            merged = Detections.concat(dets)
+            if self.spec.family == "blazeface":
+                merged = merged.take(np.flatnonzero(merged.scores >= options.score_threshold))
+                merged = weighted_nms(merged, options.iou_threshold)
+            out.append(finalize(merged, options, (w, h)))
+        return out
+
+    def close(self) -> None:
+        self._session = None

@@ -1,0 +1,160 @@
+"""Evaluation on the annotated sets in ../shared/data (protocols in its README).
+
+- AFLW2000-3D dev subset: NME / sqrt(w h) of the ground-truth points' box, per |yaw| bin (0-30, 30-60,
+  60-90) and the mean of bins, with the benchmark's crop boxes or end to end from our detector.
+- 300-W style faces (landmarks68/): NME / outer-eye-corner distance, failures above 8 %.
+- Detection recall on boxes/ (dlib imglab XML): IoU >= 0.5.
+Ground-truth ``.pts`` are 0-based pixel indices and are converted to pixel-area coordinates once, here.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from ..core.colour import ViewOptions, network_view
+from ..core.conventions import from_index_coords
+from ..core.detection import box_iou
+from ..core.errors import InputError
+from ..core.io.images import read_image
+from ..core.landmarks import IBUG68_REGIONS, box_norm, interocular_norm, nme, read_pts
+
+YAW_BINS = ((0, 30), (30, 60), (60, 90.01))
+#: the set's images are display-referred photos: networks see them as they are
+PHOTO_VIEW = ViewOptions(exposure="none")
+
+
+@dataclasses.dataclass
+class Sample:
+    name: str
+    image: Path
+    gt: np.ndarray                      # (68, 2) pixel-area coordinates
+    box: tuple | None = None            # the protocol's crop box, if any
+    yaw: float | None = None
+
+
+def aflw_samples(root: Path) -> list[Sample]:
+    root = Path(root)
+    index = root / "index.csv"
+    if not index.is_file():
+        raise InputError("not an AFLW2000-3D folder (no index.csv)", file=str(root))
+    out = []
+    for r in csv.DictReader(index.open()):
+        box = tuple(float(r[k]) for k in ("roi_x0", "roi_y0", "roi_x1", "roi_y1"))
+        out.append(Sample(r["image"], root / r["image"], from_index_coords(read_pts(root / r["pts"])), box,
+                          float(r["abs_yaw_deg"])))
+    return out
+
+
+def folder_samples(root: Path) -> list[Sample]:
+    root = Path(root)
+    out = []
+    for pts in sorted(root.glob("*.pts")):
+        img = next((pts.with_suffix(e) for e in (".jpg", ".png", ".jpeg") if pts.with_suffix(e).exists()), None)
+        if img is not None:
+            out.append(Sample(pts.stem, img, from_index_coords(read_pts(pts))))
+    if not out:
+        raise InputError("no .pts files with images", file=str(root))
+    return out
+
+
+def load_samples(root: Path) -> tuple[str, list[Sample]]:
+    """("aflw" | "68", samples) for a data folder."""
+    root = Path(root)
+    if (root / "index.csv").is_file():
+        return "aflw", aflw_samples(root)
+    return "68", folder_samples(root)
+
+
+def dlib_boxes(root: Path) -> dict[str, np.ndarray]:
+    """{image file: (N, 4) x0, y0, x1, y1} from dlib imglab XML files in ``root``."""
+    out: dict[str, np.ndarray] = {}
+    for xml in sorted(Path(root).glob("*.xml")):
+        for im in ET.parse(xml).getroot().iter("image"):
+            boxes = [[int(b.get("left")), int(b.get("top")), int(b.get("left")) + int(b.get("width")),
+                      int(b.get("top")) + int(b.get("height"))] for b in im.iter("box")]
+            out[im.get("file")] = np.asarray(boxes, np.float64).reshape(-1, 4)
+    return out
+
+
+def view_of(path: Path) -> np.ndarray:
+    px, _ = read_image(path)
+    return network_view(px[..., :3], options=PHOTO_VIEW)
+
+
+def face_box_from_roi_box(box: tuple) -> tuple[float, float, float, float]:
+    """The face box whose 3DDFA_V2 crop (parse_roi_box_from_bbox: side 1.58 x mean box side, centre 0.14 x
+    that mean below the box centre) is the AFLW2000-3D benchmark's crop box: how the protocol's box is given
+    to models with other crop conventions."""
+    x0, y0, x1, y1 = box
+    old = (x1 - x0) / 1.58
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2 - 0.14 * old
+    return (cx - old / 2, cy - old / 2, cx + old / 2, cy + old / 2)
+
+
+def gt_face_box(gt: np.ndarray) -> tuple[float, float, float, float]:
+    """A detector-like box from ground-truth points (their bounds, top raised by 15 % of the height to
+    take in the forehead, as face detectors' boxes do)."""
+    (x0, y0), (x1, y1) = gt.min(0), gt.max(0)
+    return (float(x0), float(y0 - 0.15 * (y1 - y0)), float(x1), float(y1))
+
+
+@dataclasses.dataclass
+class LandmarkScore:
+    name: str
+    nme: float | None          # None = no face found
+    yaw: float | None
+    regions: dict[str, float]
+    seconds: float
+
+
+def summarise(kind: str, scores: list[LandmarkScore], threshold: float) -> dict:
+    found = [s for s in scores if s.nme is not None]
+    out = {"faces": len(scores), "missed": len(scores) - len(found),
+           "failure_rate": (sum(s.nme > threshold for s in found) + len(scores) - len(found)) / max(1, len(scores)),
+           "mean": float(np.mean([s.nme for s in found])) if found else float("nan"),
+           "ms_per_face": float(np.mean([s.seconds for s in scores]) * 1e3) if scores else float("nan")}
+    if kind == "aflw":
+        bins = []
+        for lo, hi in YAW_BINS:
+            v = [s.nme for s in found if lo <= s.yaw < hi]
+            out[f"yaw_{lo}_{int(hi)}"] = float(np.mean(v)) if v else float("nan")
+            out[f"n_{lo}_{int(hi)}"] = len(v)
+            bins.append(out[f"yaw_{lo}_{int(hi)}"])
+        out["mean_of_bins"] = float(np.nanmean(bins))
+    for region in IBUG68_REGIONS:
+        v = [s.regions[region] for s in found if region in s.regions]
+        if v:
+            out[f"region_{region}"] = float(np.mean(v))
+    return out
+
+
+def score_landmarks(samples: list[Sample], kind: str,
+                    predict: Callable[[Sample, np.ndarray], np.ndarray | None]) -> Iterator[LandmarkScore]:
+    """Run ``predict(sample, view) -> (68, 2) or None`` over samples and score each with the set's protocol."""
+    for s in samples:
+        view = view_of(s.image)
+        t0 = time.perf_counter()
+        pred = predict(s, view)
+        dt = time.perf_counter() - t0
+        if pred is None:
+            yield LandmarkScore(s.name, None, s.yaw, {}, dt)
+            continue
+        norm = box_norm(s.gt) if kind == "aflw" else interocular_norm(s.gt)
+        regions = {r: nme(pred, s.gt, norm, idx) for r, idx in IBUG68_REGIONS.items()}
+        yield LandmarkScore(s.name, nme(pred, s.gt, norm), s.yaw, regions, dt)
+
+
+def pick_face(boxes: np.ndarray, gt: np.ndarray) -> int | None:
+    """The detected face that overlaps the annotation's box most (IoU with the points' bounds)."""
+    if len(boxes) == 0:
+        return None
+    (x0, y0), (x1, y1) = gt.min(0), gt.max(0)
+    iou = box_iou(np.asarray([[x0, y0, x1, y1]]), boxes)[0]
+    i = int(np.argmax(iou))
+    return i if iou[i] > 0.2 else None
