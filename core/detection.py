@@ -334,7 +334,7 @@ def decode_blazeface(regressors: np.ndarray, logits: np.ndarray, anchors: np.nda
     size = r[:, 2:4]
     boxes = np.concatenate([centre - size / 2, centre + size / 2], -1) * input_size
     kps = (r[:, 4:16].reshape(-1, 6, 2) + anchors[:, None, :]) * input_size
-    scores = 1.0 / (1.0 + np.exp(-np.clip(logits.reshape(-1), -100, 100)))
+    scores = 1.0 / (1.0 + np.exp(-np.clip(logits.reshape(-1).astype(np.float64), -100, 100)))
     return Detections(boxes.astype(np.float32), scores.astype(np.float32), kps.astype(np.float32), "blaze6")
 
 

@@ -169,14 +169,15 @@ HEATMAP_METHODS: tuple[str, ...] = ("soft_argmax", "argmax_quarter")
 
 
 def decode_heatmaps(heatmaps: np.ndarray, *, method: str = "soft_argmax", temperature: float = 1.0,
-                    normalise: str = "softmax", window: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                    normalise: str = "linear", window: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """Heatmaps (..., K, H, W) -> (points (..., K, 2) in heatmap pixels, pixel-area convention, and
     confidence (..., K)).
 
     soft_argmax: expectation of the pixel-centre grid under a normalised heatmap (integral regression, Sun
-    et al. 2018); ``normalise`` = ``softmax`` (of heatmap / temperature) or ``sigmoid`` (then divided by its
-    sum: for models trained with sigmoid outputs); ``window`` > 0 restricts the expectation to a
-    (2 window + 1)^2 neighbourhood of the argmax (robust to a second mode).
+    et al. 2018); ``normalise`` = ``softmax`` (of heatmap / temperature: for logit maps), ``sigmoid`` (then
+    divided by its sum: for models trained with sigmoid outputs) or ``linear`` (negatives clipped, divided by
+    the sum: for Gaussian-target maps such as FAN's); ``window`` > 0 restricts the expectation to a
+    (2 window + 1)^2 neighbourhood of the argmax (robust to a second mode and to background noise).
     argmax_quarter: the classic FAN / HRNet decoding: argmax, then a quarter-pixel step towards the larger
     neighbour in x and in y.
     Confidence: the heatmap's maximum (after sigmoid when ``normalise`` is ``sigmoid``).
@@ -205,8 +206,11 @@ def decode_heatmaps(heatmaps: np.ndarray, *, method: str = "soft_argmax", temper
         elif normalise == "sigmoid":
             p = 1.0 / (1.0 + np.exp(-flat / max(temperature, 1e-6)))
             conf = p.max(1)
+        elif normalise == "linear":
+            p = np.clip(flat, 0, None)
+            conf = flat.max(1)
         else:
-            raise InputError(f"normalise must be softmax or sigmoid, got {normalise!r}")
+            raise InputError(f"normalise must be softmax, sigmoid or linear, got {normalise!r}")
         if window > 0:
             ys, xs = np.divmod(np.arange(h * w), w)
             mask = (np.abs(xs[None] - ix[:, None]) <= window) & (np.abs(ys[None] - iy[:, None]) <= window)

@@ -8,6 +8,8 @@ import argparse
 import json
 import logging
 import sys
+
+import numpy as np
 from typing import Callable, Sequence
 
 from ..core import progress
@@ -223,6 +225,146 @@ def _convert(args: argparse.Namespace) -> int:
         log.warning("%d missing input frame(s) filled by policy %r", len(src.missing), args.missing)
     log.info("%s: %d written, %d kept (frames %s-%s)", rep.output, rep.written, rep.kept, rep.frames[0],
              rep.frames[-1])
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- landmarks
+def _parse_box(text: str) -> tuple[float, float, float, float]:
+    try:
+        x0, y0, x1, y1 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a box is x0,y0,x1,y1, got {text!r}") from None
+    return (x0, y0, x1, y1)
+
+
+@command
+def add_landmarks(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("landmarks", help="landmarks of the faces in images, as JSON (frame pixels)")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--model", default="mediapipe_landmarker_v2",
+                   help="landmark model id, or a preset: default-chain, fused")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--box", type=_parse_box, help="x0,y0,x1,y1 for every image instead of detecting")
+    g.add_argument("--boxes-csv", help="CSV with columns image,x0,y0,x1,y1: a box per image")
+    p.add_argument("--box-kind", choices=("crop", "face"), default="crop",
+                   help="crop: the square region to crop, as given; face: a face box, framed the model's way")
+    p.add_argument("--detector", default="yunet_n")
+    p.add_argument("--scheme", choices=("native", "ibug68"), default="native")
+    p.add_argument("--index-coords", action="store_true",
+                   help="pixel-centre coordinates (as in .pts files) instead of pixel-area (default)")
+    p.add_argument("--json", action="store_true", help="JSON output (the default and only format)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_landmarks)
+
+
+def _landmarks(args: argparse.Namespace) -> int:
+    import csv
+    import os
+
+    from ..core.detection import DetectOptions
+    from ..models.loader import load_model
+    from .evaluate import Predictor, view_of
+
+    pred = Predictor(args.model, device=args.device)
+    boxes: dict[str, tuple] = {}
+    if args.boxes_csv:
+        with open(args.boxes_csv, newline="") as fh:
+            for row in csv.DictReader(fh):
+                boxes[row["image"]] = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
+    det = None
+    if args.box is None and not boxes:
+        det = load_model(args.detector, task="detect", device=args.device)
+    out = []
+    for path in args.images:
+        view = view_of(path)
+        if args.box is not None:
+            regions = [(args.box_kind, args.box)]
+        elif boxes:
+            key = next((k for k in (path, os.path.basename(path)) if k in boxes), None)
+            if key is None:
+                raise FacegraphError(f"no box for {path} in {args.boxes_csv}")
+            regions = [(args.box_kind, boxes[key])]
+        else:
+            found = det.detect([view], DetectOptions())[0]
+            regions = [("face", tuple(float(v) for v in b)) for b in found.boxes]
+        faces = []
+        for kind, box in regions:
+            p68, res = pred.predict(view, (kind, box))
+            pts = p68 if args.scheme == "ibug68" else np.asarray(res.points)[:, :2]
+            if args.index_coords:
+                pts = pts - 0.5
+            faces.append({"box": [round(float(v), 3) for v in box], "box_kind": kind,
+                          "scheme": "ibug68" if args.scheme == "ibug68" else pred.scheme,
+                          "points": np.round(pts, 3).tolist()})
+        out.append({"image": path, "faces": faces})
+    print(json.dumps({"convention": "pixel-index" if args.index_coords else "pixel-area",
+                      "model": args.model, "images": out}))
+    return 0
+
+
+@command
+def add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="measure models on annotated data (../shared/data)")
+    esub = p.add_subparsers(dest="what", required=True)
+    lp = esub.add_parser("landmarks", help="NME by the set's protocol (AFLW2000-3D or 300-W style)")
+    lp.add_argument("--data", required=True)
+    lp.add_argument("--model", action="append", required=True,
+                    help="model id or preset (default-chain, fused); repeatable")
+    lp.add_argument("--boxes", choices=("given", "detect"), default="given")
+    lp.add_argument("--detector", default="yunet_n")
+    lp.add_argument("--threshold", type=float, default=0.08, help="failure threshold on NME")
+    lp.add_argument("--threads", type=int, default=0)
+    lp.add_argument("--limit", type=int, default=0, help="only the first N samples (quick checks)")
+    lp.add_argument("--json", action="store_true")
+    lp.set_defaults(func=_eval_landmarks)
+    dp = esub.add_parser("detect", help="recall at IoU 0.5 on dlib imglab boxes")
+    dp.add_argument("--data", required=True)
+    dp.add_argument("--model", action="append", required=True)
+    dp.add_argument("--threads", type=int, default=0)
+    dp.add_argument("--json", action="store_true")
+    dp.set_defaults(func=_eval_detect)
+
+
+def _pct(v: float) -> str:
+    return "-" if v != v else f"{v * 100:.2f}"
+
+
+def _eval_landmarks(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_landmarks
+
+    rows = [evaluate_landmarks(args.data, m, args.boxes, args.detector, args.threshold, threads=args.threads,
+                               limit=args.limit) for m in args.model]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    if rows[0]["set"] == "aflw":
+        print(f"AFLW2000-3D: NME / sqrt(w h) of the GT box, boxes={args.boxes}; failure: NME > {args.threshold:.0%} "
+              "or no face")
+        print(f"| model | 0-30 | 30-60 | 60-90 | mean of bins | failures | ms/face |\n|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['model']} | {_pct(r['yaw_0_30'])} | {_pct(r['yaw_30_60'])} | {_pct(r['yaw_60_90'])} | "
+                  f"{_pct(r['mean_of_bins'])} | {r['failure_rate'] * 100:.1f} % | {r['ms_per_face']:.1f} |")
+    else:
+        print(f"300-W style: NME / outer eye-corner distance, boxes={args.boxes}; failure: NME > "
+              f"{args.threshold:.0%} or no face")
+        print("| model | NME | eyes | failures | ms/face |\n|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['model']} | {_pct(r['mean'])} | {_pct(r.get('region_eyes', float('nan')))} | "
+                  f"{r['failure_rate'] * 100:.1f} % | {r['ms_per_face']:.1f} |")
+    return 0
+
+
+def _eval_detect(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_detector
+
+    rows = [evaluate_detector(args.data, m, threads=args.threads) for m in args.model]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print("| detector | recall (IoU >= 0.5) | false positives | ms/image |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['found']}/{r['faces']} ({r['recall'] * 100:.0f} %) | {r['false_positives']} | "
+              f"{r['ms_per_image']:.1f} |")
     return 0
 
 

@@ -158,3 +158,134 @@ def pick_face(boxes: np.ndarray, gt: np.ndarray) -> int | None:
     iou = box_iou(np.asarray([[x0, y0, x1, y1]]), boxes)[0]
     i = int(np.argmax(iou))
     return i if iou[i] > 0.2 else None
+
+
+# ----------------------------------------------------------------------------------------- predictors
+#: chain presets usable wherever a landmark model id is expected
+PRESETS = {
+    "default-chain": "MediaPipe Face Landmarker v2 with one re-crop pass (the pack's default chain)",
+    "fused": "3DDFA_V2 and PFLD, blended by head yaw (smoothstep 30-60 degrees): restricted licences",
+}
+
+
+class Predictor:
+    """(view, region) -> 68 iBUG points (and the full result) for a model id or a chain preset.
+
+    ``region`` is (kind, box): kind ``face`` (a detector-style face box: each model applies its own crop
+    convention) or ``crop`` (the square region to crop, used as given).
+    """
+
+    def __init__(self, name: str, device: str = "cpu", threads: int = 0) -> None:
+        from ..models.loader import load_model
+
+        self.name = name
+        if name == "default-chain":
+            self.models = {"main": load_model("mediapipe_landmarker_v2", device=device, threads=threads)}
+            self.recrop = 1
+        elif name == "fused":
+            self.models = {"3d": load_model("tddfa_v2_mb05", device=device, threads=threads),
+                           "2d": load_model("pfld", device=device, threads=threads)}
+            self.recrop = 0
+        else:
+            self.models = {"main": load_model(name, task="landmarks", device=device, threads=threads)}
+            self.recrop = 0
+
+    @property
+    def scheme(self) -> str:
+        return "ibug68" if self.name == "fused" else self.models["main"].scheme
+
+    def _run(self, model, view, region):
+        from ..core.landmarks import Roi
+
+        kind, box = region
+        if kind == "crop":
+            x0, y0, x1, y1 = box
+            roi = Roi((x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0))
+        else:
+            roi = model.roi_for(box)
+        res = model.predict(view, [roi])[0]
+        for _ in range(self.recrop):
+            res = model.predict(view, [model.roi_for(box, points=res.points, scheme=res.scheme)])[0]
+        return res
+
+    def predict(self, view: np.ndarray, region: tuple) -> tuple[np.ndarray, object]:
+        from ..core.landmarks import mesh_to_ibug68
+        from ..core.pose import angles_from_rotation
+        from ..core.refine import fuse_by_pose
+
+        if self.name == "fused":
+            a = self._run(self.models["3d"], view, region)
+            b = self._run(self.models["2d"], view, region if region[0] == "face" else
+                          ("face", face_box_from_roi_box(region[1])))
+            pts, _ = fuse_by_pose(a.points[:, :2], b.points[:, :2], angles_from_rotation(a.rotation)[0])
+            return pts, a
+        res = self._run(self.models["main"], view, region)
+        pts = res.points[:, :2]
+        return (mesh_to_ibug68(pts) if len(pts) > 68 else pts), res
+
+
+def region_for(sample: Sample, kind: str, boxes: str, predictor: Predictor) -> tuple:
+    """The protocol's region for a sample: AFLW's given crop box (as the crop for 3DDFA_V2, whose protocol it
+    is, and as the implied face box for the others), or the 300-W faces' annotation bounds."""
+    if kind == "aflw":
+        if predictor.name.startswith("tddfa"):
+            return ("crop", sample.box)
+        return ("face", face_box_from_roi_box(sample.box))
+    return ("face", gt_face_box(sample.gt))
+
+
+def evaluate_landmarks(data: Path, model: str, boxes: str = "given", detector: str = "yunet_n",
+                       threshold: float = 0.08, device: str = "cpu", threads: int = 0, limit: int = 0) -> dict:
+    """The protocol's summary (see module docstring) for one model or preset on one data folder
+    (``limit`` > 0: only the first N samples, for quick checks)."""
+    from ..core.detection import DetectOptions
+    from ..models.loader import load_model
+
+    if boxes not in ("given", "detect"):
+        raise InputError(f"boxes must be 'given' or 'detect', got {boxes!r}")
+    kind, samples = load_samples(data)
+    if limit > 0:
+        samples = samples[:limit]
+    pred = Predictor(model, device=device, threads=threads)
+    det = load_model(detector, task="detect", device=device, threads=threads) if boxes == "detect" else None
+
+    def run(sample: Sample, view: np.ndarray):
+        if det is None:
+            return pred.predict(view, region_for(sample, kind, boxes, pred))[0]
+        found = det.detect([view], DetectOptions(score_threshold=0.5))[0]
+        i = pick_face(found.boxes, sample.gt)
+        if i is None:
+            return None
+        return pred.predict(view, ("face", tuple(found.boxes[i])))[0]
+
+    scores = list(score_landmarks(samples, kind, run))
+    out = summarise(kind, scores, threshold)
+    out.update({"set": kind, "model": model, "boxes": boxes, "detector": detector if boxes == "detect" else None,
+                "threshold": threshold})
+    return out
+
+
+def evaluate_detector(data: Path, model: str, iou: float = 0.5, score_threshold: float = 0.5,
+                      device: str = "cpu", threads: int = 0) -> dict:
+    """Recall (ground-truth faces matched at IoU >= ``iou``), false positives and time per image."""
+    from ..core.detection import DetectOptions
+    from ..models.loader import load_model
+
+    gt = dlib_boxes(Path(data))
+    if not gt:
+        raise InputError("no dlib imglab XML with boxes", file=str(data))
+    det = load_model(model, task="detect", device=device, threads=threads)
+    hits = total = fps = 0
+    seconds = []
+    for name, boxes in gt.items():
+        view = view_of(Path(data) / name)
+        t0 = time.perf_counter()
+        found = det.detect([view], DetectOptions(score_threshold=score_threshold))[0]
+        seconds.append(time.perf_counter() - t0)
+        total += len(boxes)
+        if len(found):
+            m = box_iou(boxes, found.boxes)
+            hits += int((m.max(1) >= iou).sum())
+            fps += int((m.max(0) < iou).sum())
+    return {"model": model, "faces": total, "found": hits, "recall": hits / max(1, total), "false_positives": fps,
+            "images": len(gt), "ms_per_image": float(np.mean(seconds) * 1e3)}
