@@ -7,6 +7,10 @@ import sys
 BENCHES = {
     "io": "bench.io_throughput",
     "memory": "bench.stream_memory",
+    "landmarks": "bench.landmarks",
+    "speed": "bench.speed",
+    "detect": "bench.detect",
+    "exposure": "bench.exposure",
 }
 
 

@@ -75,6 +75,25 @@ def roi_from_box(box: Sequence[float], *, scale: float = 1.5, shift: tuple[float
     return Roi(cx, cy, side, angle)
 
 
+#: A face box in BlazeFace's framing from 5 keypoints: side = 2.48 x the eye-centre -> mouth-centre distance,
+#: centre 0.49 of the way from the eye centre to the mouth centre. Calibrated against BlazeFace full-range boxes
+#: on 66 unlabelled faces (stills and video frames; sd 0.18 and 0.07) by tests/golden/calibrate_mesh_roi.py.
+MESH_BOX_PER_EYE_MOUTH = 2.48
+MESH_CENTRE_ALONG = 0.49
+
+
+def blaze_box_from_keypoints(keypoints: np.ndarray) -> tuple[float, float, float, float]:
+    """A BlazeFace-framed square face box (x0, y0, x1, y1) from the 5 keypoints (detector independent)."""
+    k = np.asarray(keypoints, np.float64)[:, :2]
+    eyes, mouth = (k[0] + k[1]) / 2, (k[3] + k[4]) / 2
+    d = float(np.linalg.norm(mouth - eyes))
+    if d <= 0:
+        raise EstimationError("keypoints are degenerate (eyes on the mouth)")
+    c = eyes + MESH_CENTRE_ALONG * (mouth - eyes)
+    h = MESH_BOX_PER_EYE_MOUTH * d / 2
+    return (c[0] - h, c[1] - h, c[0] + h, c[1] + h)
+
+
 def roi_from_points(points: np.ndarray, *, scale: float = 1.5, rotate_from: tuple[int, int] | None = None) -> Roi:
     """Square region from the axis-aligned bounds of ``points`` (long side x ``scale``), rotated by the
     vector points[a] -> points[b] when given (MediaPipe face_landmark_landmarks_to_roi: 33 -> 263, 1.5)."""

@@ -18,7 +18,7 @@ from ..core import progress
 from ..core.conventions import PIXEL_CENTRE
 from ..core.errors import InputError, ModelError
 from ..core.geometry import warp_affine
-from ..core.landmarks import (EYE_CORNERS_LEFT, EYE_CORNERS_RIGHT, Roi, decode_heatmaps, project_points,
+from ..core.landmarks import (EYE_CORNERS_LEFT, EYE_CORNERS_RIGHT, Roi, blaze_box_from_keypoints, decode_heatmaps, project_points,
                               roi_from_box, roi_from_points, roi_from_segment, rotation_of)
 from ..core.pose import FLIP_YZ, fit_rigid_3d, rotation_from_scaled
 from .registry import ModelSpec
@@ -159,8 +159,10 @@ class MediaPipeMesh(LandmarkModel):
     def roi_for(self, box, keypoints=None, points=None, scheme=""):
         if points is not None and scheme.startswith("mediapipe") and len(points) >= 468:
             return roi_from_points(points, scale=MESH_ROI_SCALE, rotate_from=MESH_ROTATION_POINTS)
-        angle = rotation_of(keypoints[0], keypoints[1]) if keypoints is not None and len(keypoints) >= 2 else 0.0
-        return roi_from_box(box, scale=MESH_ROI_SCALE, angle=angle)
+        if keypoints is not None and len(keypoints) == 5:  # BlazeFace framing, whatever the detector
+            return roi_from_box(blaze_box_from_keypoints(keypoints), scale=MESH_ROI_SCALE,
+                                angle=rotation_of(keypoints[0], keypoints[1]))
+        return roi_from_box(box, scale=MESH_ROI_SCALE)
 
     def predict(self, view, rois):
         if not rois:

@@ -55,7 +55,8 @@ def folder_samples(root: Path) -> list[Sample]:
     root = Path(root)
     out = []
     for pts in sorted(root.glob("*.pts")):
-        img = next((pts.with_suffix(e) for e in (".jpg", ".png", ".jpeg") if pts.with_suffix(e).exists()), None)
+        img = next((pts.with_suffix(e) for e in (".jpg", ".png", ".jpeg", ".ppm", ".bmp", ".tif")
+                    if pts.with_suffix(e).exists()), None)
         if img is not None:
             out.append(Sample(pts.stem, img, from_index_coords(read_pts(pts))))
     if not out:
@@ -194,7 +195,7 @@ class Predictor:
     def scheme(self) -> str:
         return "ibug68" if self.name == "fused" else self.models["main"].scheme
 
-    def _run(self, model, view, region):
+    def _run(self, model, view, region, keypoints=None):
         from ..core.landmarks import Roi
 
         kind, box = region
@@ -202,24 +203,25 @@ class Predictor:
             x0, y0, x1, y1 = box
             roi = Roi((x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0))
         else:
-            roi = model.roi_for(box)
+            roi = model.roi_for(box, keypoints)
         res = model.predict(view, [roi])[0]
         for _ in range(self.recrop):
             res = model.predict(view, [model.roi_for(box, points=res.points, scheme=res.scheme)])[0]
         return res
 
-    def predict(self, view: np.ndarray, region: tuple) -> tuple[np.ndarray, object]:
+    def predict(self, view: np.ndarray, region: tuple, keypoints: np.ndarray | None = None
+                ) -> tuple[np.ndarray, object]:
         from ..core.landmarks import mesh_to_ibug68
         from ..core.pose import angles_from_rotation
         from ..core.refine import fuse_by_pose
 
         if self.name == "fused":
-            a = self._run(self.models["3d"], view, region)
+            a = self._run(self.models["3d"], view, region, keypoints)
             b = self._run(self.models["2d"], view, region if region[0] == "face" else
-                          ("face", face_box_from_roi_box(region[1])))
+                          ("face", face_box_from_roi_box(region[1])), keypoints)
             pts, _ = fuse_by_pose(a.points[:, :2], b.points[:, :2], angles_from_rotation(a.rotation)[0])
             return pts, a
-        res = self._run(self.models["main"], view, region)
+        res = self._run(self.models["main"], view, region, keypoints)
         pts = res.points[:, :2]
         return (mesh_to_ibug68(pts) if len(pts) > 68 else pts), res
 
@@ -256,7 +258,8 @@ def evaluate_landmarks(data: Path, model: str, boxes: str = "given", detector: s
         i = pick_face(found.boxes, sample.gt)
         if i is None:
             return None
-        return pred.predict(view, ("face", tuple(found.boxes[i])))[0]
+        kps = None if found.keypoints is None or found.scheme != "five" else found.keypoints[i]
+        return pred.predict(view, ("face", tuple(found.boxes[i])), keypoints=kps)[0]
 
     scores = list(score_landmarks(samples, kind, run))
     out = summarise(kind, scores, threshold)
