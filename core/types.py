@@ -199,13 +199,15 @@ class Landmarks(Record):
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class HeadPose(Record):
     """Head rotation in degrees (conventions: yaw, pitch, roll) and, optionally, the 4x4 face transform
-    (model space -> camera space) it came from, with the method that produced it."""
+    (model space -> camera space) it came from, with the method that produced it. ``residual``: how far the
+    landmarks are from a rigid 3D face (fit rms over face size; 0 for model-based estimates)."""
 
     yaw: float = 0.0
     pitch: float = 0.0
     roll: float = 0.0
     matrix: np.ndarray | None = array_field(np.float64, (4, 4), optional=True)
     method: str = ""
+    residual: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)

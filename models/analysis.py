@@ -46,7 +46,8 @@ def _pose(result: LandmarkResult, method: str) -> HeadPose | None:
     yaw, pitch, roll = angles_from_rotation(result.rotation)
     m = np.eye(4)
     m[:3, :3] = result.rotation
-    return HeadPose(yaw=yaw, pitch=pitch, roll=roll, matrix=m, method=method)
+    return HeadPose(yaw=yaw, pitch=pitch, roll=roll, matrix=m, method=method,
+                    residual=float(result.extras.get("shape_residual", 0.0)))
 
 
 def apply_result(face: Face, result: LandmarkResult, model_id: str, provenance: str | None = None,

@@ -179,7 +179,7 @@ class MediaPipeMesh(LandmarkModel):
             presence = _sigmoid(float(o[1].reshape(-1)[0]))
             res = LandmarkResult(points=pts, scheme=self.scheme, presence=presence, roi=roi)
             if self.canonical is not None:
-                res.rotation = self.head_rotation(pts)
+                res.rotation, res.extras["shape_residual"] = self.head_rotation(pts)
                 if self._blend is not None:
                     res.blendshapes = (BLENDSHAPE_NAMES, self.blendshapes(pts))
             results.append(res)
@@ -190,11 +190,17 @@ class MediaPipeMesh(LandmarkModel):
         x = np.asarray(points, np.float32)[list(BLENDSHAPE_SUBSET), :2][None]
         return np.clip(self._blend.run_numpy(x)[0].reshape(-1), 0.0, 1.0)
 
-    def head_rotation(self, points: np.ndarray) -> np.ndarray:
-        """Model -> camera rotation by weighted Procrustes of the canonical mesh onto the landmarks (x, y
-        and MediaPipe's z, all in pixels) with MediaPipe's Procrustes weights."""
+    def head_rotation(self, points: np.ndarray) -> tuple[np.ndarray, float]:
+        """(model -> camera rotation, shape residual) by weighted Procrustes of the canonical mesh onto the
+        landmarks (x, y and MediaPipe's z, all in pixels) with MediaPipe's Procrustes weights. The residual
+        is the fit's rms over the fitted size of the canonical face (unweighted over all 468 vertices): how
+        far the landmarks are from a rigid face."""
         verts, _, _, weights = self.canonical
-        return fit_rigid_3d(verts, np.asarray(points, np.float64)[:468, :3], weights).rotation
+        pts = np.asarray(points, np.float64)[:468, :3]
+        fit = fit_rigid_3d(verts, pts, weights)
+        model = (fit.scale * (fit.rotation @ verts.T)).T + fit.translation
+        extent = float(np.sqrt(np.prod(np.ptp(verts[:, :2], axis=0)))) * fit.scale
+        return fit.rotation, float(np.sqrt(np.mean(np.sum((model - pts) ** 2, axis=1))) / max(extent, 1e-9))
 
 
 # ------------------------------------------------------------------------------------------------ PFLD

@@ -1,0 +1,492 @@
+"""Shot-level processing on face records: integrity gates, per-track alignment series, gap filling,
+smoothing, and the tracking export (JSON, per-frame .npz, Nuke/Blender .chan) with its import.
+
+Per track, each frame's face is described by (a) its alignment to a template in a unit crop (the face's
+placement: centre in face-size units, log scale, rotation) and (b) its points *in the aligned frame* (landmarks,
+keypoints, box corners, free of head motion). Both series are smoothed separately (expressions are not smeared
+by head motion, head motion not damped by expression noise, as KeenTools does with per-parameter weights),
+then recombined. Gated or missing frames inside a track are filled by interpolation (held at the ends), with
+provenance ``filled`` and the reason in the notes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import temporal
+from .align import AlignOptions, align
+from .colour import luminance
+from .errors import EstimationError, ImageIOError, InputError
+from .geometry import decompose_similarity, invert_affine, similarity_matrix, transform_points
+from .landmarks import mesh_to_ibug68
+from .templates import get_template
+from .tracking import TrackOptions, track
+from .types import Alignment, Blendshapes, Face, FrameFaces, HeadPose, Landmarks, Track
+from .version import version
+
+SCHEMA = "facegraph.tracking"
+SCHEMA_VERSION = 1
+
+
+# ------------------------------------------------------------------------------------------------ gate
+@dataclasses.dataclass(frozen=True)
+class GateOptions:
+    """A face is unusable (and filled from its neighbours) when: |yaw| > max_yaw degrees; landmark
+    confidence < min_confidence; the landmarks are far from a rigid face (pose residual > max_residual: real
+    faces measure 0.03-0.05, p95 < 0.09 on AFLW2000-3D dev; non-faces 0.12-0.6); the face is too dark (median
+    linear luminance in its box < dark) or clipped (more than ``clipped`` of its pixels at the plate's clip
+    level)."""
+
+    max_yaw: float = 70.0
+    min_confidence: float = 0.5
+    max_residual: float = 0.12
+    dark: float = 1e-4
+    clipped: float = 0.5
+
+
+def exposure_gate(face: Face, frame: np.ndarray, options: GateOptions = GateOptions()) -> str | None:
+    """'dark:<value>' / 'clipped:<fraction>' from the linear frame (H, W, 3), or None."""
+    h, w = frame.shape[:2]
+    x0, y0, x1, y1 = (int(round(v)) for v in face.box)
+    region = frame[max(0, y0):min(h, max(y1, y0 + 1)), max(0, x0):min(w, max(x1, x0 + 1)), :3]
+    if region.size == 0:
+        return "dark:empty"
+    lum = luminance(region.astype(np.float32))
+    med = float(np.median(lum))
+    if med < options.dark:
+        return f"dark:{med:.2g}"
+    top = float(np.max(frame[..., :3]))
+    if 0.95 <= top <= 1.0 + 1e-6:  # a display-referred source clipped at white: pixels piled at the maximum
+        frac = float(np.mean(region.max(-1) >= 0.99 * top))
+        if frac > options.clipped:
+            return f"clipped:{frac:.2f}"
+    return None
+
+
+def face_gate(face: Face, options: GateOptions = GateOptions()) -> str | None:
+    """The first failed check on the face record itself (exposure is checked on pixels: exposure_gate)."""
+    for n in face.notes:
+        if n.startswith("gate="):
+            return n.split("=", 1)[1]
+    if face.pose is not None and abs(face.pose.yaw) > options.max_yaw:
+        return f"profile:{face.pose.yaw:.0f}"
+    lm = face.landmarks
+    if lm is not None and lm.confidence is not None and float(np.mean(lm.confidence)) < options.min_confidence:
+        return f"low-confidence:{float(np.mean(lm.confidence)):.2f}"
+    if face.pose is not None and face.pose.residual > options.max_residual:
+        return f"shape:{face.pose.residual:.2f}"
+    return None
+
+
+# ----------------------------------------------------------------------------------------- the series
+def _group(noise: float, accel: float, jump: float, min_cutoff: float, beta: float) -> temporal.FilterOptions:
+    return temporal.FilterOptions(min_cutoff=min_cutoff, beta=beta, noise=noise, accel=accel, jump=jump)
+
+
+@dataclasses.dataclass(frozen=True)
+class SmoothOptions:
+    """method: none | one-euro | kalman | rts; fps: frames per second; template: the alignment frame.
+
+    Per-group filters. Units: translation in face sizes, scale as log, rotation in radians, points / depth /
+    box in the unit aligned crop, pose in degrees, blendshapes as they are. ``noise`` is about twice the per-frame
+    noise measured on the talking-head clips in ../shared/data/video (second-difference estimate: translation
+    0.0005, log scale 0.002, rotation 0.002 rad, landmark xy 0.0005-0.0013, pose 0.1-0.6 degrees); ``jump`` is
+    about twice the largest frame-to-frame motion seen there (translation 0.04 face sizes, rotation 0.125 rad,
+    points 0.07), so only real discontinuities restart a filter; ``accel`` sets how smooth (BENCHMARKS.md
+    gives the jitter it buys; tests/core/test_shot.py that steps and fast turns settle within a frame).
+    max_fill: longest gap filled in a track."""
+
+    method: str = "rts"
+    fps: float = 25.0
+    template: str = "ffhq_512"
+    translation: temporal.FilterOptions = _group(0.001, 0.3, 0.08, 0.3, 7.0)
+    scale: temporal.FilterOptions = _group(0.003, 0.3, 0.1, 0.3, 1.7)
+    rotation: temporal.FilterOptions = _group(0.003, 0.6, 0.25, 0.3, 1.7)
+    points: temporal.FilterOptions = _group(0.0015, 0.3, 0.08, 0.3, 7.0)
+    depth: temporal.FilterOptions = _group(0.004, 0.3, 0.15, 0.3, 1.7)
+    box: temporal.FilterOptions = _group(0.004, 0.3, 0.15, 0.3, 1.7)
+    pose: temporal.FilterOptions = _group(0.6, 30.0, 20.0, 0.3, 0.1)
+    blendshapes: temporal.FilterOptions = _group(0.03, 3.0, 0.5, 1.0, 0.7)
+    max_fill: int = 12
+    gate: GateOptions = GateOptions()
+
+    def __post_init__(self) -> None:
+        if self.method not in temporal.SMOOTH_METHODS:
+            raise InputError(f"smoothing must be one of {temporal.SMOOTH_METHODS}, got {self.method!r}")
+        get_template(self.template)
+
+
+def _unit_alignment(face: Face, template: str) -> Alignment:
+    return align(face, AlignOptions(template=template, size=(1, 1)))
+
+
+def _points_of(face: Face) -> np.ndarray:
+    """Every point that moves with the face, stacked: box corners (2), keypoints (5), landmarks (K); (N, 3)."""
+    parts = [np.array([[face.box[0], face.box[1], 0], [face.box[2], face.box[3], 0]], np.float64)]
+    if face.keypoints is not None:
+        parts.append(np.concatenate([face.keypoints, np.zeros((5, 1))], 1))
+    if face.landmarks is not None:
+        p = np.asarray(face.landmarks.points, np.float64)
+        parts.append(p if p.shape[1] == 3 else np.concatenate([p, np.zeros((len(p), 1))], 1))
+    return np.concatenate(parts)
+
+
+@dataclasses.dataclass
+class SmoothedTrack:
+    track_id: int
+    frames: tuple[int, ...]
+    faces: tuple[Face, ...]
+    alignments: tuple[Alignment, ...]     # unit crop (1 x 1) of the template; scale with Alignment helpers
+    filled: tuple[bool, ...]
+
+
+def _interp(series: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fill NaN rows: linear inside gaps of at most max_gap, held at the ends. Returns (filled, was_filled)."""
+    out = series.copy()
+    ok = np.isfinite(series).all(1)
+    was = np.zeros(len(series), bool)
+    idx = np.flatnonzero(ok)
+    if not len(idx):
+        return out, was
+    t = np.arange(len(series))
+    for j in range(series.shape[1]):
+        out[:, j] = np.interp(t, idx, series[idx, j])
+    gap_start = None
+    for i in range(len(series) + 1):
+        missing = i < len(series) and not ok[i]
+        if missing and gap_start is None:
+            gap_start = i
+        if not missing and gap_start is not None:
+            interior = gap_start > 0 and i < len(series)
+            if i - gap_start <= max_gap or not interior:
+                was[gap_start:i] = True
+            else:
+                out[gap_start:i] = np.nan
+            gap_start = None
+    return out, was
+
+
+def smooth_track(frames: Sequence[int], faces: Sequence[Face | None], options: SmoothOptions = SmoothOptions(),
+                 reasons: Sequence[str | None] | None = None) -> SmoothedTrack | None:
+    """Smooth (and fill) one track over consecutive ``frames``; ``faces[i]`` is None where the track was not
+    seen, and ``reasons[i]`` says why a present face must not be used (a gate), else None."""
+    n = len(frames)
+    reasons = list(reasons) if reasons is not None else [None] * n
+    ref = next((f for f, r in zip(faces, reasons) if f is not None and r is None), None)
+    if ref is None:
+        return None
+    n_pts = len(_points_of(ref))
+    n_fixed = 2 + (5 if ref.keypoints is not None else 0)  # box corners and keypoints lead the point stack
+    params = np.full((n, 4), np.nan)
+    pts = np.full((n, n_pts * 3), np.nan)
+    pose = np.full((n, 3), np.nan)
+    bsh = np.full((n, len(ref.blendshapes.values) if ref.blendshapes is not None else 0), np.nan)
+    for i, (f, r) in enumerate(zip(faces, reasons)):
+        if f is None or r is not None:
+            continue
+        p = _points_of(f)
+        if len(p) != n_pts:
+            reasons[i] = "inconsistent-points"
+            continue
+        try:
+            a = _unit_alignment(f, options.template)
+        except EstimationError:
+            reasons[i] = "no-alignment"
+            continue
+        s, th, _, _ = decompose_similarity(a.frame_from_crop)
+        c = transform_points(a.frame_from_crop, [[0.5, 0.5]])[0]
+        params[i] = [c[0], c[1], np.log(s), th]
+        pts[i] = transform_points(a.crop_from_frame, p).reshape(-1)
+        if f.pose is not None:
+            pose[i] = [f.pose.yaw, f.pose.pitch, f.pose.roll]
+        if f.blendshapes is not None and bsh.shape[1] == len(f.blendshapes.values):
+            bsh[i] = f.blendshapes.values
+    ok = np.isfinite(params).all(1)
+    if not ok.any():
+        return None
+    params[ok, 3] = np.unwrap(params[ok, 3])
+    face_size = float(np.exp(np.median(params[ok, 2])))
+    params[:, :2] /= face_size  # translation in face sizes
+    series = {}
+    filled_any = np.zeros(n, bool)
+    for name, arr in (("params", params), ("points", pts), ("pose", pose), ("bsh", bsh)):
+        if arr.shape[1] == 0:
+            series[name] = arr
+            continue
+        filled, was = _interp(arr, options.max_fill)
+        series[name] = filled
+        if name == "params":
+            filled_any = was
+    rate = options.fps
+
+    def sm(x, o):
+        return temporal.smooth(x, rate, options.method, o) if x.shape[1] else x
+
+    p = series["params"]
+    sp = np.concatenate([sm(p[:, :2], options.translation), sm(p[:, 2:3], options.scale),
+                         sm(p[:, 3:4], options.rotation)], 1)
+    pts3 = series["points"].reshape(n, n_pts, 3)
+    spts3 = np.empty_like(pts3)
+    spts3[:, :n_fixed, :2] = sm(pts3[:, :n_fixed, :2].reshape(n, -1), options.box).reshape(n, n_fixed, 2)
+    spts3[:, n_fixed:, :2] = sm(pts3[:, n_fixed:, :2].reshape(n, -1), options.points).reshape(n, -1, 2)
+    spts3[:, :n_fixed, 2] = pts3[:, :n_fixed, 2]
+    spts3[:, n_fixed:, 2] = sm(pts3[:, n_fixed:, 2], options.depth)
+    spts = spts3.reshape(n, -1)
+    spose = sm(series["pose"], options.pose)
+    sbsh = np.clip(sm(series["bsh"], options.blendshapes), 0, 1) if bsh.shape[1] else series["bsh"]
+    out_faces, aligns, filled, out_frames = [], [], [], []
+    for i in range(n):
+        if not np.isfinite(sp[i]).all() or not np.isfinite(spts[i]).all():
+            continue  # a long gap: the track is absent here
+        cx, cy = sp[i, 0] * face_size, sp[i, 1] * face_size
+        s, th = float(np.exp(sp[i, 2])), float(sp[i, 3])
+        m = similarity_matrix(s, th, 0, 0)
+        m[:, 2] = [cx, cy] - m[:, :2] @ [0.5, 0.5]
+        frame_from_crop = m
+        crop_from_frame = invert_affine(m)
+        fp = transform_points(frame_from_crop, spts[i].reshape(-1, 3))
+        base = faces[i] if faces[i] is not None else ref
+        box = np.array([fp[0, 0], fp[0, 1], fp[1, 0], fp[1, 1]])
+        box = np.array([min(box[0], box[2]), min(box[1], box[3]), max(box[0], box[2]), max(box[1], box[3])])
+        k = 2
+        kps = None
+        if base.keypoints is not None:
+            kps, k = fp[k:k + 5, :2], k + 5
+        lm = None
+        if base.landmarks is not None:
+            lmp = fp[k:, :] if base.landmarks.points.shape[1] == 3 else fp[k:, :2]
+            lm = Landmarks(points=lmp, scheme=base.landmarks.scheme, confidence=base.landmarks.confidence)
+        pose_rec = base.pose
+        if pose_rec is not None and np.isfinite(spose[i]).all():
+            pose_rec = dataclasses.replace(pose_rec, yaw=float(spose[i, 0]), pitch=float(spose[i, 1]),
+                                           roll=float(spose[i, 2]))
+        bs = base.blendshapes
+        if bs is not None and sbsh.shape[1] and np.isfinite(sbsh[i]).all():
+            bs = Blendshapes(names=bs.names, values=sbsh[i])
+        is_filled = faces[i] is None or reasons[i] is not None
+        notes = tuple(base.notes) if faces[i] is not None else ()
+        if is_filled:
+            notes += (f"filled:{reasons[i] or 'missing'}",)
+        notes += (f"smoothed:{options.method}",)
+        out_faces.append(base.replace(box=box, keypoints=kps, landmarks=lm, pose=pose_rec, blendshapes=bs,
+                                      provenance="filled" if is_filled else (
+                                          "smoothed" if options.method != "none" else base.provenance),
+                                      notes=notes, score=base.score if faces[i] is not None else 0.0))
+        aligns.append(Alignment(crop_from_frame=crop_from_frame, crop_size=(1, 1), template=options.template,
+                                frame=int(frames[i]), face_index=-1))
+        filled.append(is_filled)
+        out_frames.append(int(frames[i]))
+    if not out_faces:
+        return None
+    tid = next((f.track_id for f in faces if f is not None and f.track_id is not None), 0)
+    return SmoothedTrack(tid, tuple(out_frames), tuple(f.replace(track_id=tid) for f in out_faces),
+                         tuple(aligns), tuple(filled))
+
+
+def scaled_alignment(a: Alignment, size: tuple[int, int]) -> Alignment:
+    """A unit-crop alignment re-expressed for a crop of ``size`` (w, h) pixels."""
+    s = np.diag([float(size[0]), float(size[1])])
+    return dataclasses.replace(a, crop_from_frame=np.concatenate([s @ a.crop_from_frame[:, :2],
+                                                                  (s @ a.crop_from_frame[:, 2:])], 1),
+                               crop_size=tuple(int(v) for v in size))
+
+
+@dataclasses.dataclass
+class ShotResult:
+    """Everything the shot analysis produced: per-frame faces (smoothed / filled / untracked), the tracks
+    with per-frame alignments (unit crop), and the settings, for export."""
+
+    frames: list[FrameFaces]
+    tracks: list[SmoothedTrack]
+    fps: float
+    template: str
+    params: dict = dataclasses.field(default_factory=dict)
+    source: dict = dataclasses.field(default_factory=dict)
+
+    def track(self, track_id: int) -> SmoothedTrack:
+        for t in self.tracks:
+            if t.track_id == track_id:
+                return t
+        raise InputError(f"no track {track_id}", hint=f"tracks: {[t.track_id for t in self.tracks]}")
+
+    def main_track(self) -> SmoothedTrack:
+        """The track seen in the most frames (ties: the larger face)."""
+        if not self.tracks:
+            raise EstimationError("no face was tracked in this shot")
+        return max(self.tracks, key=lambda t: (len(t.frames) - sum(t.filled), np.mean([f.area for f in t.faces])))
+
+
+def process_shot(frames: Sequence[FrameFaces], options: SmoothOptions = SmoothOptions(),
+                 track_options: TrackOptions = TrackOptions()) -> ShotResult:
+    """Track, gate, fill and smooth a shot's per-frame faces (already carrying landmarks)."""
+    tracked, tracks = track(list(frames), track_options)
+    numbers = [ff.frame for ff in tracked]
+    results = []
+    for t in tracks:
+        lo, hi = numbers.index(t.frames[0]), numbers.index(t.frames[-1])
+        span = numbers[lo:hi + 1]
+        seen = dict(zip(t.frames, t.faces))
+        faces = [seen.get(f) for f in span]
+        reasons = [face_gate(f, options.gate) if f is not None else None for f in faces]
+        st = smooth_track(span, faces, options, reasons)
+        if st is not None:
+            results.append(st)
+    by_frame: dict[int, list[Face]] = {f: [] for f in numbers}
+    for st in results:
+        for f, face in zip(st.frames, st.faces):
+            by_frame[f].append(face)
+    for ff in tracked:
+        by_frame[ff.frame] += [f for f in ff.faces if f.track_id is None]
+    out = [ff.replace(faces=tuple(by_frame[ff.frame])) for ff in tracked]
+    return ShotResult(frames=out, tracks=results, fps=options.fps, template=options.template,
+                      params={"smooth": options.method, "fps": options.fps, "template": options.template,
+                              "max_fill": options.max_fill, "gate": dataclasses.asdict(options.gate)})
+
+
+# ---------------------------------------------------------------------------------------------- export
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def to_json(result: ShotResult, crop_size: tuple[int, int] = (512, 512)) -> dict:
+    """The export document (schema ``facegraph.tracking`` version 1; README 'Tracking export')."""
+    return {
+        "schema": SCHEMA, "version": SCHEMA_VERSION, "generator": f"facegraph {version()}",
+        "conventions": {"coordinates": "pixel-area, origin top-left, y down", "matrices": "2x3 crop_from_frame"},
+        "source": result.source, "fps": result.fps, "params": result.params,
+        "template": {"name": result.template, "crop_size": list(crop_size)},
+        "frames": [ff.to_dict() for ff in result.frames],
+        "tracks": [{"track_id": t.track_id, "frames": list(t.frames), "filled": [bool(v) for v in t.filled],
+                    "alignments": [scaled_alignment(a, crop_size).to_dict() for a in t.alignments]}
+                   for t in result.tracks],
+    }
+
+
+def chan_rows(alignments: Sequence[Alignment], plate_height: int) -> list[tuple]:
+    """(frame, tx, ty, rotate_deg, scale) of each crop_from_frame in Nuke's image coordinates (origin
+    bottom-left, y up): a Transform with center (0, 0), these translate / rotate / scale and a crop of the
+    alignment's size stabilises the plate onto the face."""
+    rows = []
+    for a in alignments:
+        fp = np.array([[1, 0, 0], [0, -1, plate_height], [0, 0, 1]], np.float64)
+        fc = np.array([[1, 0, 0], [0, -1, a.crop_size[1]], [0, 0, 1]], np.float64)
+        m = fc @ np.vstack([a.crop_from_frame, [0, 0, 1]]) @ np.linalg.inv(fp)
+        s, th, tx, ty = decompose_similarity(m[:2])
+        rows.append((a.frame, tx, ty, float(np.rad2deg(th)), s))
+    return rows
+
+
+def write_export(result: ShotResult, out_dir: str | Path, *, crop_size: tuple[int, int] = (512, 512),
+                 plate_size: tuple[int, int] | None = None, overwrite: bool = True) -> list[Path]:
+    """Write ``tracking.json``, ``npz/frame.<n>.npz`` and per track ``track_<id>.chan`` (7 columns: frame,
+    translate x y z, rotate x y z: imports into Nuke's Axis/Camera and Blender's chan importer; z rotation
+    in degrees) plus ``track_<id>.transform.chan`` (frame, translate x, translate y, rotate, scale) for a 2D
+    Transform. Atomic per file."""
+    out = Path(out_dir)
+    if out.exists() and not overwrite and any(out.iterdir()):
+        raise ImageIOError("export folder is not empty", file=str(out), hint="allow overwrite or choose another")
+    written = []
+    doc = to_json(result, crop_size)
+    p = out / "tracking.json"
+    _atomic_write(p, json.dumps(doc, indent=1).encode())
+    written.append(p)
+    for ff in result.frames:
+        p = out / "npz" / f"frame.{ff.frame:04d}.npz"
+        _atomic_write(p, _npz_bytes(ff, result, crop_size))
+        written.append(p)
+    h = plate_size[1] if plate_size else (result.frames[0].size[1] if result.frames else 0)
+    for t in result.tracks:
+        rows = chan_rows([scaled_alignment(a, crop_size) for a in t.alignments], h)
+        axis = "\n".join(f"{f} {tx:.6f} {ty:.6f} 0 0 0 {r:.6f}" for f, tx, ty, r, _ in rows) + "\n"
+        tr = "\n".join(f"{f} {tx:.6f} {ty:.6f} {r:.6f} {s:.8f}" for f, tx, ty, r, s in rows) + "\n"
+        for name, text in ((f"track_{t.track_id}.chan", axis), (f"track_{t.track_id}.transform.chan", tr)):
+            _atomic_write(out / name, text.encode())
+            written.append(out / name)
+    return written
+
+
+def _npz_bytes(ff: FrameFaces, result: ShotResult, crop_size) -> bytes:
+    import io
+
+    n = len(ff.faces)
+    aligns = {}
+    for t in result.tracks:
+        if ff.frame in t.frames:
+            aligns[t.track_id] = scaled_alignment(t.alignments[t.frames.index(ff.frame)], crop_size).crop_from_frame
+    k = max((len(f.landmarks.points) for f in ff.faces if f.landmarks is not None), default=0)
+    lms = np.full((n, k, 3), np.nan, np.float32)
+    for i, f in enumerate(ff.faces):
+        if f.landmarks is not None:
+            p = f.landmarks.points
+            lms[i, :len(p), :p.shape[1]] = p
+    arrays = {
+        "frame": np.int64(ff.frame), "size": np.asarray(ff.size, np.int64),
+        "boxes": np.asarray([f.box for f in ff.faces], np.float32).reshape(n, 4),
+        "scores": np.asarray([f.score for f in ff.faces], np.float32),
+        "track_ids": np.asarray([-1 if f.track_id is None else f.track_id for f in ff.faces], np.int64),
+        "provenance": np.asarray([f.provenance for f in ff.faces], dtype="U10"),
+        "keypoints": np.asarray([f.keypoints if f.keypoints is not None else np.full((5, 2), np.nan)
+                                 for f in ff.faces], np.float32).reshape(n, 5, 2),
+        "landmarks": lms,
+        "pose": np.asarray([[f.pose.yaw, f.pose.pitch, f.pose.roll] if f.pose is not None else [np.nan] * 3
+                            for f in ff.faces], np.float32).reshape(n, 3),
+        "crop_from_frame": np.asarray([aligns.get(f.track_id, np.full((2, 3), np.nan)) for f in ff.faces],
+                                      np.float64).reshape(n, 2, 3),
+    }
+    bs = [f.blendshapes for f in ff.faces if f.blendshapes is not None]
+    if bs:
+        arrays["blendshape_names"] = np.asarray(bs[0].names, dtype="U32")
+        arrays["blendshapes"] = np.asarray([f.blendshapes.values if f.blendshapes is not None else
+                                            np.full(len(bs[0].names), np.nan) for f in ff.faces], np.float32)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def read_export(path: str | Path) -> ShotResult:
+    """Load a ``tracking.json`` (or its folder) back into a ShotResult (alignments in the unit crop)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "tracking.json"
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise ImageIOError(f"cannot read tracking export: {exc}", file=str(p)) from None
+    if doc.get("schema") != SCHEMA:
+        raise InputError(f"not a facegraph tracking export (schema {doc.get('schema')!r})", file=str(p))
+    if doc.get("version", 0) > SCHEMA_VERSION:
+        raise InputError(f"export version {doc['version']} is newer than this facegraph reads ({SCHEMA_VERSION})",
+                         file=str(p), hint="upgrade facegraph")
+    frames = [FrameFaces.from_dict(d) for d in doc["frames"]]
+    by_frame = {ff.frame: ff for ff in frames}
+    tracks = []
+    for t in doc["tracks"]:
+        aligns = []
+        for d in t["alignments"]:
+            a = Alignment.from_dict(d)
+            w, h = a.crop_size
+            unit = np.concatenate([np.diag([1 / w, 1 / h]) @ a.crop_from_frame[:, :2],
+                                   np.diag([1 / w, 1 / h]) @ a.crop_from_frame[:, 2:]], 1)
+            aligns.append(dataclasses.replace(a, crop_from_frame=unit, crop_size=(1, 1)))
+        faces = tuple(next(f for f in by_frame[fr].faces if f.track_id == t["track_id"]) for fr in t["frames"])
+        tracks.append(SmoothedTrack(t["track_id"], tuple(t["frames"]), faces, tuple(aligns), tuple(t["filled"])))
+    return ShotResult(frames=frames, tracks=tracks, fps=doc.get("fps", 25.0), template=doc["template"]["name"],
+                      params=doc.get("params", {}), source=doc.get("source", {}))
+
+
+def tracks_of(result: ShotResult) -> list[Track]:
+    return [Track(track_id=t.track_id, frames=t.frames, faces=t.faces) for t in result.tracks]

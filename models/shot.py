@@ -1,0 +1,150 @@
+"""Analyse a whole shot: stream frames -> per-frame faces (cached on disk) -> tracks, gates, fills, smoothing.
+
+Frames are read with a bounded window and analysed one at a time (no whole sequence in memory); the per-frame
+records go to a :class:`~facegraph.core.shotcache.FrameCache`, so a re-run (or a later graph) reads them instead
+of running the models again. Only the small records are held for the shot-level pass.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from ..core import progress
+from ..core.colour import ViewOptions, network_view
+from ..core.detection import DetectOptions
+from ..core.io.frames import Frame
+from ..core.io.source import Source
+from ..core.refine import RefineOptions
+from ..core.shot import GateOptions, ShotResult, SmoothOptions, exposure_gate, process_shot
+from ..core.shotcache import FrameCache, file_identity
+from ..core.tracking import TrackOptions
+from ..core.types import FrameFaces
+from ..core.version import version
+from .analysis import detect_frames, landmark_frames, refine_frames
+from .loader import load_model
+from .registry import registry
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysisOptions:
+    """Per-frame analysis: models, detection, landmarks (re-crop passes), eye refinement, the networks' view
+    and the exposure gate."""
+
+    detector: str = "yunet_n"
+    landmarks: str = "mediapipe_landmarker_v2"
+    eye_model: str = "mediapipe_iris"
+    recrop: int = 1
+    eyes: str = "auto"
+    detect: DetectOptions = DetectOptions()
+    view: ViewOptions = ViewOptions()
+    gate: GateOptions = GateOptions()
+    device: str = "auto"
+    threads: int = 0
+
+    def key_material(self) -> dict:
+        """What the cached results depend on: every option, the models' file hashes, facegraph's version."""
+        models = {m: [f.sha256 for f in registry().get(m).files] for m in (self.detector, self.landmarks,
+                                                                           self.eye_model)}
+        opts = dataclasses.asdict(self)
+        opts.pop("device")
+        opts.pop("threads")
+        return {"facegraph": version(), "options": opts, "models": models}
+
+
+class ShotAnalyser:
+    def __init__(self, options: AnalysisOptions = AnalysisOptions()) -> None:
+        self.options = options
+        self.detector = load_model(options.detector, task="detect", device=options.device, threads=options.threads)
+        self.mesh = load_model(options.landmarks, task="landmarks", device=options.device, threads=options.threads)
+        self.iris = load_model(options.eye_model, task="refine", device=options.device, threads=options.threads)
+
+    def analyse_frame(self, pixels: np.ndarray, number: int) -> FrameFaces:
+        """One linear frame (H, W, C) -> its faces with landmarks, refined, exposure-gated."""
+        rgb = pixels[..., :3]
+        alpha = pixels[..., 3] if pixels.shape[-1] == 4 else None
+        view = network_view(rgb, alpha, self.options.view)
+        ff = detect_frames(self.detector, [view], [number], self.options.detect)
+        ff = landmark_frames(self.mesh, [view], ff, recrop=0)
+        ff = refine_frames([view], ff, mesh=self.mesh, iris=self.iris,
+                           options=RefineOptions(recrop=self.options.recrop, eyes=self.options.eyes))[0]
+        faces = []
+        for f in ff.faces:
+            why = exposure_gate(f, rgb, self.options.gate)
+            faces.append(f.replace(notes=f.notes + (f"gate={why}",)) if why else f)
+        return ff.replace(faces=tuple(faces))
+
+    def analyse(self, source: Source, cache_root: str | Path | None = None,
+                on_frame: Callable[[Frame, FrameFaces], None] | None = None) -> list[FrameFaces]:
+        """Per-frame faces for every frame of ``source``, streamed, reading/writing the cache."""
+        cache = None
+        if cache_root is not None:
+            cache = FrameCache(cache_root, {**self.options.key_material(), "source": source_identity(source)})
+        out: list[FrameFaces] = []
+        identities = frame_identities(source)
+        todo = []
+        for number in source.frames:
+            hit = cache.get(number, identities(number)) if cache else None
+            out.append(hit)
+            if hit is None:
+                todo.append(number)
+        if todo:
+            sub = dataclasses.replace(source, frames=tuple(todo))
+            if source._plan is not None:  # keep the missing-frame policy's sources for the subset
+                keep = [i for i, f in enumerate(source._plan.frames) if f in set(todo)]
+                sub._plan = dataclasses.replace(source._plan, frames=tuple(source._plan.frames[i] for i in keep),
+                                                sources=tuple(source._plan.sources[i] for i in keep))
+            pos = {f: i for i, f in enumerate(source.frames)}
+            with progress.task(len(todo), "analyse frames") as bar:
+                for frame in sub.frames_iter():
+                    ff = self.analyse_frame(frame.pixels, frame.number)
+                    if frame.filled:
+                        ff = ff.replace(faces=tuple(f.replace(notes=f.notes + (f"gate=missing-frame:{frame.source}",))
+                                                    for f in ff.faces))
+                    out[pos[frame.number]] = ff
+                    if cache:
+                        cache.put(frame.number, identities(frame.number), ff)
+                    if on_frame is not None:
+                        on_frame(frame, ff)
+                    bar.advance()
+        return out
+
+
+def source_identity(source: Source) -> dict:
+    return {"path": source.path, "kind": source.kind, "read": {k: v for k, v in source._read.items()}}
+
+
+def frame_identities(source: Source) -> Callable[[int], Any]:
+    """A function frame number -> identity of the input that frame comes from (file stat)."""
+    if source.kind == "movie" or source.kind == "still":
+        ident = file_identity(source.path)
+        return lambda n: ident
+    plan = source._plan
+    src = dict(zip(plan.frames, plan.sources))
+
+    def ident(n: int) -> Any:
+        s = src.get(n)
+        return ["black"] if s is None else file_identity(source._pattern.path(s))
+    return ident
+
+
+def analyse_shot(source: Source, options: AnalysisOptions = AnalysisOptions(),
+                 smooth: SmoothOptions = SmoothOptions(), track: TrackOptions = TrackOptions(),
+                 cache_root: str | Path | None = None) -> ShotResult:
+    """The whole analysis of a shot: per-frame (cached) then shot-level (tracks, gates, fills, smoothing)."""
+    frames = ShotAnalyser(options).analyse(source, cache_root)
+    smooth = dataclasses.replace(smooth, gate=options.gate, fps=source.fps or smooth.fps)
+    result = process_shot(frames, smooth, track)
+    result.source = {"path": source.path, "kind": source.kind, "frames": [source.frames[0], source.frames[-1]],
+                     "count": len(source.frames), "missing": list(source.missing), "fps": source.fps}
+    result.params.update({"detector": options.detector, "landmarks": options.landmarks, "recrop": options.recrop,
+                          "eyes": options.eyes})
+    return result
+
+
+def images_identity(pixels: np.ndarray) -> str:
+    """Content identity of an in-memory frame (for caching frames that come from a graph, not files)."""
+    return hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()[:20]
