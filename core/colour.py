@@ -102,12 +102,16 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * 0.2126 + rgb[..., 1] * 0.7152 + rgb[..., 2] * 0.0722
 
 
-def exposure_gain(rgb: np.ndarray, *, target_mid: float = 0.18, box: tuple | None = None) -> float:
-    """Gain that puts the median luminance of the central 80 % (or of ``box``) on ``target_mid``.
+def exposure_gain(rgb: np.ndarray, *, target_mid: float = 0.18, box: tuple | None = None,
+                  white: float = 1.0) -> float:
+    """Gain that puts the median luminance of the central 80 % (or of ``box``) on ``target_mid``, capped so
+    the 98th percentile does not pass ``white``.
 
     rgb: (H, W, 3) linear float32. box: (x0, y0, x1, y1) frame pixels or None. Returns 1.0 for black frames.
     The median of a face region is close to skin mid-tone, which should sit near middle grey after the
-    gain; the frame median is the fallback when no face is known yet.
+    gain; the frame median is the fallback when no face is known yet. The cap matters when a dark background
+    dominates the frame: without it a lit face in front of it is pushed past white (measured on the sample
+    plate: a gain of 9 washed the face out and YuNet lost it).
     """
     h, w = rgb.shape[:2]
     if box is not None:
@@ -123,10 +127,10 @@ def exposure_gain(rgb: np.ndarray, *, target_mid: float = 0.18, box: tuple | Non
     lum = lum[np.isfinite(lum)]
     if lum.size == 0:
         return 1.0
-    mid = float(np.median(lum))
-    if mid <= 1e-8:
+    mid, high = (float(v) for v in np.percentile(lum, [50, 98]))
+    if high <= 1e-8:
         return 1.0
-    return target_mid / mid
+    return min(target_mid / mid, white / high) if mid > 1e-8 else white / high
 
 
 def network_view(rgb: np.ndarray, alpha: np.ndarray | None = None, options: ViewOptions = ViewOptions(),

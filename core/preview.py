@@ -46,3 +46,36 @@ def contact_sheet(tiles: Sequence[np.ndarray], *, columns: int = 4, labels: Sequ
             cv2.putText(sheet, str(labels[i]), (x + 6, y + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                         (255, 255, 255), 1, cv2.LINE_AA)
     return sheet
+
+
+POINT_SETS: tuple[str, ...] = ("auto", "all", "ibug68")
+
+
+def draw_faces(rgb8: np.ndarray, faces, point_size: int = 1, boxes: bool = True, points: str = "auto") -> np.ndarray:
+    """Draw faces (boxes, scores, track ids, landmarks, keypoints) on a display-referred uint8 (H, W, 3)
+    picture; returns a copy. Green: detected/refined, orange: smoothed/filled."""
+    img = np.ascontiguousarray(rgb8.copy())
+    s = 16  # sub-pixel drawing: coordinates in 1/16 px (cv2 shift=4)
+    for k, f in enumerate(faces):
+        colour = (0, 255, 0) if f.provenance in ("detected", "refined") else (255, 160, 0)
+        if boxes:
+            x0, y0, x1, y1 = (int(round(v * s)) for v in f.box)
+            cv2.rectangle(img, (x0, y0), (x1, y1), colour, 1, cv2.LINE_AA, shift=4)
+            label = f"{k}:{f.score:.2f}" + (f" id{f.track_id}" if f.track_id is not None else "")
+            cv2.putText(img, label, (int(f.box[0]), max(10, int(f.box[1]) - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                        colour, 1, cv2.LINE_AA)
+        if f.landmarks is not None:
+            xy = f.landmarks.xy
+            dense = f.landmarks.scheme.startswith("mediapipe")
+            if dense and (points == "ibug68" or (points == "auto" and f.width < 200)):
+                from .landmarks import mesh_to_ibug68
+
+                xy = mesh_to_ibug68(xy)  # a readable subset on small faces
+            for x, y in xy:  # pixel-area coords -> cv2 centre coords
+                cv2.circle(img, (int(round((x - 0.5) * s)), int(round((y - 0.5) * s))), max(1, point_size) * s,
+                           (255, 255, 0), -1 if point_size else 1, cv2.LINE_AA, shift=4)
+        if f.keypoints is not None:
+            for x, y in f.keypoints:
+                cv2.circle(img, (int(round((x - 0.5) * s)), int(round((y - 0.5) * s))), (point_size + 2) * s,
+                           (255, 0, 255), 1, cv2.LINE_AA, shift=4)
+    return img

@@ -121,6 +121,18 @@ class SmoothOptions:
             raise InputError(f"smoothing must be one of {temporal.SMOOTH_METHODS}, got {self.method!r}")
         get_template(self.template)
 
+    GROUPS = ("translation", "scale", "rotation", "points", "depth", "box", "pose", "blendshapes")
+
+    def with_strength(self, strength: float) -> "SmoothOptions":
+        """The same settings with every group's process noise (and One-Euro beta) divided by 1 + strength:
+        0 keeps the calibrated defaults, > 0 smooths more, < 0 follows faster."""
+        if strength <= -1:
+            raise InputError(f"strength must be above -1, got {strength}")
+        k = 1.0 / (1.0 + strength)
+        return dataclasses.replace(self, **{g: dataclasses.replace(getattr(self, g), accel=getattr(self, g).accel * k,
+                                                                   beta=getattr(self, g).beta * k)
+                                            for g in self.GROUPS})
+
 
 def _unit_alignment(face: Face, template: str) -> Alignment:
     return align(face, AlignOptions(template=template, size=(1, 1)))

@@ -15,7 +15,7 @@ from ..core.colour import EXPOSURE_MODES, ViewOptions, network_view
 from ..core.detection import DetectOptions
 from ..core.errors import EstimationError, InputError
 from ..core.landmarks import mesh_to_ibug68
-from ..core.preview import to_display
+from ..core.preview import POINT_SETS, draw_faces, to_display
 from ..core.refine import EYE_MODES, RefineOptions
 from ..core.selection import SELECT_MODES, select
 from ..core.templates import TEMPLATE_NAMES
@@ -337,37 +337,16 @@ class DrawLandmarks:
             "point_size": widget(INT, "dot radius in pixels", default=1, min=0, max=16),
             "boxes": widget(BOOLEAN, "draw boxes and scores", default=True),
         }, "optional": {"stops": widget(FLOAT, "exposure for the preview, in stops", default=0.0, min=-16.0,
-                                        max=16.0, step=0.25)}}
+                                        max=16.0, step=0.25),
+                        "points": widget(POINT_SETS, "which points of a dense mesh (auto: the 68 on small faces)",
+                                         default="auto")}}
 
-    def draw(self, images, faces, point_size=1, boxes=True, stops=0.0):
+    def draw(self, images, faces, point_size=1, boxes=True, stops=0.0, points="auto"):
         frames = image_to_numpy(images)
         faces = _check_faces(faces, len(frames))
-        out = [draw_faces(to_display(f, ViewOptions(exposure="none", stops=stops)), ff.faces, point_size, boxes)
-               for f, ff in zip(frames, faces)]
+        out = [draw_faces(to_display(f, ViewOptions(exposure="none", stops=stops)), ff.faces, point_size, boxes,
+                          points) for f, ff in zip(frames, faces)]
         return (numpy_to_image(np.stack(out).astype(np.float32) / 255.0),)
-
-
-def draw_faces(rgb8: np.ndarray, faces, point_size: int = 1, boxes: bool = True) -> np.ndarray:
-    """Draw faces on a display-referred uint8 (H, W, 3) picture (a copy)."""
-    img = np.ascontiguousarray(rgb8.copy())
-    s = 16  # sub-pixel drawing: coordinates in 1/16 px (cv2 shift=4)
-    for k, f in enumerate(faces):
-        colour = (0, 255, 0) if f.provenance in ("detected", "refined") else (255, 160, 0)
-        if boxes:
-            x0, y0, x1, y1 = (int(round(v * s)) for v in f.box)
-            cv2.rectangle(img, (x0, y0), (x1, y1), colour, 1, cv2.LINE_AA, shift=4)
-            label = f"{k}:{f.score:.2f}" + (f" id{f.track_id}" if f.track_id is not None else "")
-            cv2.putText(img, label, (int(f.box[0]), max(10, int(f.box[1]) - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                        colour, 1, cv2.LINE_AA)
-        if f.landmarks is not None:
-            for x, y in f.landmarks.xy:  # pixel-area coords -> cv2 centre coords
-                cv2.circle(img, (int(round((x - 0.5) * s)), int(round((y - 0.5) * s))), max(1, point_size) * s,
-                           (255, 255, 0), -1 if point_size else 1, cv2.LINE_AA, shift=4)
-        if f.keypoints is not None:
-            for x, y in f.keypoints:
-                cv2.circle(img, (int(round((x - 0.5) * s)), int(round((y - 0.5) * s))), (point_size + 2) * s,
-                           (255, 0, 255), 1, cv2.LINE_AA, shift=4)
-    return img
 
 
 class FaceInfo:

@@ -20,7 +20,7 @@ FACES = "FACEGRAPH_FACES"          # list[FrameFaces], one per image of the batc
 MODEL = "FACEGRAPH_MODEL"          # a cached model handle (models.handles.ModelHandle)
 ALIGN = "FACEGRAPH_ALIGN"          # list[Alignment], one per crop of the batch
 SEQUENCE = "FACEGRAPH_SEQUENCE"    # core.io.frames.SequenceInfo
-TRACKS = "FACEGRAPH_TRACKS"        # list[Track]
+TRACKS = "FACEGRAPH_TRACKS"        # core.shot.ShotResult: tracks with per-frame alignments
 VIEW = "FACEGRAPH_VIEW"            # core.colour.ViewOptions
 
 CATEGORY = "facegraph"

@@ -368,6 +368,44 @@ def _eval_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------ analyse
+@command
+def add_analyse(sub: argparse._SubParsersAction) -> None:
+    from ..core.io.sequence import MISSING_POLICIES
+    from ..core.temporal import SMOOTH_METHODS
+
+    p = sub.add_parser("analyse", help="track faces through a shot; write tracking data, crops, previews")
+    p.add_argument("input", help="a sequence (plate.####.exr), a movie or a still")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--frames", help="frame range (movies count from --start-frame)")
+    p.add_argument("--missing", choices=MISSING_POLICIES, default="hold")
+    p.add_argument("--smooth", choices=SMOOTH_METHODS, default="rts")
+    p.add_argument("--strength", type=float, default=0.0, help="> 0 smoother, < 0 follows faster")
+    p.add_argument("--detector", default="yunet_n")
+    p.add_argument("--landmarks", default="mediapipe_landmarker_v2")
+    p.add_argument("--crop-size", type=int, default=512)
+    p.add_argument("--no-crops", action="store_true")
+    p.add_argument("--no-preview", action="store_true")
+    p.add_argument("--no-cache", action="store_true")
+    p.add_argument("--start-frame", type=int, default=1001)
+    p.add_argument("--fps", type=float, help="frame rate for sequences (default: 24)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_analyse)
+
+
+def _analyse(args: argparse.Namespace) -> int:
+    from ..core.io.sequence import parse_frames
+    from .analyse import analyse_to_disk
+
+    for line in analyse_to_disk(args.input, args.out, frames=parse_frames(args.frames), missing=args.missing,
+                                smooth=args.smooth, strength=args.strength, detector=args.detector,
+                                landmarks=args.landmarks, crops=not args.no_crops, crop_size=args.crop_size,
+                                cache=not args.no_cache, start_frame=args.start_frame, fps=args.fps,
+                                preview=not args.no_preview, device=args.device):
+        print(line)
+    return 0
+
+
 # -------------------------------------------------------------------------------------------------- demo
 @command
 def add_demo(sub: argparse._SubParsersAction) -> None:

@@ -1,8 +1,10 @@
-"""The README's main job on the built-in sample.
+"""The README's main job on the built-in sample: the analyse-shot graph (example_workflows/analyse_shot.json,
+the same file ComfyUI's template browser shows), run headless.
 
 The sample is a short linear EXR plate made from a real face photo that an installed package provides (the
 public-domain astronaut portrait shipped inside scikit-image), moved by known smooth motion with exposure
-changes. The demo runs the template graph on it headless and writes the results plus a picture.
+changes. The graph tracks and smooths the face, exports the tracking data, writes a stabilised face-crop EXR
+sequence and a contact sheet of the plate with landmarks.
 """
 from __future__ import annotations
 
@@ -13,18 +15,16 @@ from typing import Iterator
 
 import numpy as np
 
-from ..core.io.frames import SequenceWriter, iter_frames
-from ..core.io.images import read_image, write_display_png
-from ..core.io.sequence import SequencePattern
-from ..core.preview import contact_sheet, to_display
+from ..core.io.frames import SequenceWriter
+from ..core.io.images import read_image
 from ..core.synthetic import Motion, render_plate, smooth_motion
-from .runner import load_graph_file, Runner
+from .runner import run_file
 
 log = logging.getLogger(__name__)
 
 SAMPLE_FIRST_FRAME = 1001
 SAMPLE_SIZE = (640, 480)
-TEMPLATES = Path(__file__).with_name("templates")
+WORKFLOW = Path(__file__).resolve().parents[1] / "example_workflows" / "analyse_shot.json"
 
 
 def sample_photo() -> np.ndarray:
@@ -58,14 +58,16 @@ def write_sample_plate(pattern: str | Path, frames: int = 24) -> list[int]:
 def run_demo(out_dir: str | Path, frames: int = 24) -> Iterator[str]:
     out = Path(out_dir)
     plate = out / "plate" / "plate.####.exr"
-    result = out / "result" / "result.####.exr"
     numbers = write_sample_plate(plate, frames)
-    yield f"sample plate: {plate} ({numbers[0]}-{numbers[-1]}, {SAMPLE_SIZE[0]}x{SAMPLE_SIZE[1]}, half float)"
-    graph, defaults = load_graph_file(TEMPLATES / "demo.yaml")
-    run = Runner().run(graph, {**defaults, "plate": str(plate), "out": str(result)})
-    yield f"graph: {len(run.order)} nodes in {sum(run.seconds.values()):.1f} s -> {result}"
-    picks = numbers[:: max(1, len(numbers) // 8)][:8]
-    tiles = [to_display(f.pixels) for f in iter_frames(SequencePattern.parse(str(result)), picks)]
-    sheet = out / "contact_sheet.png"
-    write_display_png(sheet, contact_sheet(tiles, labels=[str(p) for p in picks]))
-    yield f"picture: {sheet}"
+    yield f"sample plate: {plate} ({numbers[0]}-{numbers[-1]}, {SAMPLE_SIZE[0]}x{SAMPLE_SIZE[1]}, half float, linear)"
+    frame_range = f"{numbers[0]}-{numbers[-1]}"
+    run = run_file(WORKFLOW, {
+        "1.path": str(plate), "1.frames": frame_range, "3.path": str(plate), "3.frames": frame_range,
+        "2.folder": str(out / "tracking"), "5.path": str(out / "crops" / "crop.####.exr"),
+        "7.path": str(out / "contact_sheet.png")})
+    yield f"graph {WORKFLOW.name}: {len(run.order)} nodes in {sum(run.seconds.values()):.1f} s"
+    summary = run.outputs["1"][3]
+    yield f"analysis: {summary}"
+    yield f"tracking export: {out / 'tracking'} (tracking.json, npz/, track_*.chan)"
+    yield f"stabilised crops: {out / 'crops' / 'crop.####.exr'}"
+    yield f"picture: {out / 'contact_sheet.png'}"

@@ -7,8 +7,10 @@ written ``[source_id, output_slot]``, or a template wrapper::
     graph: { "1": {class_type: FacegraphLoadImageSequence, inputs: {path: "in/${shot}.####.exr"}}, ... }
 
 A string that is exactly ``${name}`` takes the parameter's value with its type; ``${name}`` inside a longer
-string is substituted as text. Nodes run in dependency order; only output nodes and what they need run (all
-nodes if the graph has no output node). Every error names the node id and class.
+string is substituted as text. ``--set NODE.INPUT=value`` sets one node's input directly (so an editor
+template keeps real default values). UI-format workflows (what the editor saves, and example_workflows/) are
+converted on load. Nodes run in dependency order; only output nodes and what they need run (all nodes if the
+graph has no output node). Every error names the node id and class.
 """
 from __future__ import annotations
 
@@ -54,9 +56,15 @@ def load_graph_file(path: str | Path) -> tuple[dict, dict]:
         raise GraphError(f"not valid JSON/YAML: {exc}", file=str(path)) from None
     if not isinstance(data, dict):
         raise GraphError("a graph file must hold a mapping", file=str(path))
-    if "nodes" in data and "links" in data:
-        raise GraphError("this is a UI-format workflow; export it with 'Save (API)' or run it through "
-                         "`facegraph run` after converting", file=str(path))
+    if "nodes" in data and "links" in data:  # an editor workflow (e.g. from example_workflows/)
+        from ..nodes import NODE_CLASSES
+        from .workflow import ui_to_api
+
+        try:
+            graph = ui_to_api(data, NODE_CLASSES)
+        except GraphError as exc:
+            raise exc.with_context(file=str(path))
+        return graph, dict((data.get("extra") or {}).get("facegraph", {}).get("parameters") or {})
     if "graph" in data:
         return dict(data["graph"]), dict(data.get("parameters") or {})
     return data, {}
@@ -260,9 +268,23 @@ def _sort_key(nid: str) -> tuple:
     return (0, int(nid), "") if nid.isdigit() else (1, 0, nid)
 
 
+def apply_overrides(graph: dict, assignments: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply ``NODE.INPUT`` assignments to ``graph`` in place; returns the remaining (parameter) ones."""
+    params = {}
+    for key, value in assignments.items():
+        nid, dot, name = key.partition(".")
+        if dot and nid in graph:
+            graph[nid].setdefault("inputs", {})[name] = value
+        elif dot and nid.isdigit():
+            raise GraphError(f"--set {key}: the graph has no node {nid}")
+        else:
+            params[key] = value
+    return params
+
+
 def run_file(path: str | Path, assignments: Mapping[str, Any] | None = None) -> GraphRun:
     graph, defaults = load_graph_file(path)
-    params = {**defaults, **dict(assignments or {})}
+    params = {**defaults, **apply_overrides(graph, dict(assignments or {}))}
     try:
         return Runner().run(graph, params)
     except FacegraphError as exc:

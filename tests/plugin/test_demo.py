@@ -2,15 +2,23 @@ from facegraph.core.io.images import read_image
 from facegraph.plugin.cli import main
 
 
-def test_demo_writes_an_exr_sequence_and_a_picture(tmp_path):
+import json
+
+import pytest
+
+
+@pytest.mark.shared
+def test_demo_runs_the_analyse_shot_template(tmp_path):
     out = tmp_path / "demo"
-    assert main(["-q", "demo", "--out", str(out), "--frames", "6"]) == 0
-    frames = sorted((out / "result").glob("*.exr"))
-    assert len(frames) == 6
-    px, info = read_image(frames[0])
-    assert px.dtype.name == "float32" and info.pixel_type == "half"
+    assert main(["-q", "demo", "--out", str(out), "--frames", "8"]) == 0
+    crops = sorted((out / "crops").glob("*.exr"))
+    assert len(crops) == 8
+    px, info = read_image(crops[0])
+    assert px.shape == (512, 512, 3) and info.pixel_type == "half" and info.attribute("facegraph:graph_hash")
+    doc = json.loads((out / "tracking" / "tracking.json").read_text())
+    assert len(doc["tracks"]) == 1 and len(doc["tracks"][0]["frames"]) == 8
     assert (out / "contact_sheet.png").stat().st_size > 10_000
-    # a second run resumes: nothing is rewritten, nothing fails
-    mtime = frames[0].stat().st_mtime_ns
-    assert main(["-q", "demo", "--out", str(out), "--frames", "6"]) == 0
-    assert frames[0].stat().st_mtime_ns == mtime
+    # idempotent: a second run succeeds (the plate is kept, outputs replaced)
+    plate = sorted((out / "plate").glob("*.exr"))[0].stat().st_mtime_ns
+    assert main(["-q", "demo", "--out", str(out), "--frames", "8"]) == 0
+    assert sorted((out / "plate").glob("*.exr"))[0].stat().st_mtime_ns == plate

@@ -1,0 +1,274 @@
+"""Temporal nodes: analyse a shot (cached), track/smooth faces in a graph, stabilised crops, export/import.
+
+FACEGRAPH_TRACKS carries a core.shot.ShotResult: tracks with per-frame alignments (unit crop), fps, settings.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from ..core.align import crop_mask, warp_to_crop
+from ..core.colour import ViewOptions
+from ..core.errors import InputError
+from ..core.io.frames import SequenceInfo
+from ..core.io.images import write_display_png
+from ..core.io.sequence import MISSING_POLICIES, parse_frames
+from ..core.io.source import open_source
+from ..core.preview import contact_sheet, to_display
+from ..core.refine import EYE_MODES
+from ..core.shot import ShotResult, SmoothOptions, exposure_gate, process_shot, read_export, scaled_alignment, write_export
+from ..core.temporal import SMOOTH_METHODS
+from ..core.templates import TEMPLATE_NAMES
+from ..models.loader import ModelHandle
+from ..models.registry import registry
+from ..models.store import default_cache_dir
+from .types import (ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, MODEL, SEQUENCE, STRING, TRACKS,
+                    image_to_numpy, numpy_to_image, numpy_to_mask, widget)
+
+
+def _smooth_inputs():
+    return {
+        "smoothing": widget(SMOOTH_METHODS, "rts: offline, no lag (best for shots); one-euro / kalman: online "
+                                            "(live); none", default="rts"),
+        "strength": widget(FLOAT, "scales the smoothing (process noise / 1 + strength): 0 = the calibrated "
+                                  "defaults, > 0 smoother, < 0 follows faster", default=0.0, min=-0.9, max=20.0,
+                           step=0.1),
+    }
+
+
+def smooth_options(method: str, strength: float, fps: float) -> SmoothOptions:
+    return SmoothOptions(method=method, fps=fps).with_strength(strength)
+
+
+class AnalyseShot:
+    DESCRIPTION = ("Analyse a whole shot from disk (EXR/PNG sequence, movie or still), streamed: detect, "
+                   "landmarks, refine per frame, cached on disk (a re-run or a later graph reads the cache; a "
+                   "changed frame or setting invalidates it); then track, gate unusable frames, fill, smooth.")
+    CATEGORY = f"{CATEGORY}/temporal"
+    FUNCTION = "analyse"
+    RETURN_TYPES = (FACES, TRACKS, SEQUENCE, STRING)
+    RETURN_NAMES = ("faces", "tracks", "sequence", "summary")
+    OUTPUT_TOOLTIPS = ("smoothed faces per frame", "tracks with per-frame alignments",
+                       "the analysed frame numbers", "what was found, filled and cached")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "path": widget(STRING, "plate.####.exr, a movie, or a still", default=""),
+            "frames": widget(STRING, "frame range (empty: all)", default=""),
+            "missing": widget(MISSING_POLICIES, "frames missing from the range", default="error"),
+            **_smooth_inputs(),
+            "cache": widget(BOOLEAN, "keep per-frame results on disk and reuse them", default=True),
+        }, "optional": {
+            "detector": widget(MODEL, "detector (default YuNet)"),
+            "landmarks": widget(MODEL, "landmark model (default MediaPipe v2)"),
+            "recrop": widget(INT, "mesh re-crop passes", default=1, min=0, max=3),
+            "eyes": widget(EYE_MODES, "eye patches", default="auto"),
+            "start_frame": widget(INT, "frame number of a movie's first frame", default=1001, min=-(1 << 30),
+                                  max=1 << 30),
+            "fps": widget(FLOAT, "frame rate when the input has none (sequences)", default=24.0, min=1.0,
+                          max=240.0),
+        }}
+
+    def analyse(self, path, frames="", missing="error", smoothing="rts", strength=0.0, cache=True, detector=None,
+                landmarks=None, recrop=1, eyes="auto", start_frame=1001, fps=24.0):
+        from ..models.shot import AnalysisOptions, analyse_shot
+
+        src = open_source(path.strip(), parse_frames(frames), missing=missing, start_frame=start_frame)
+        if src.fps is None:
+            src.fps = fps
+        opts = AnalysisOptions(
+            detector=(detector.model_id if detector else registry().default("detect").id),
+            landmarks=(landmarks.model_id if landmarks else registry().default("landmarks").id),
+            recrop=recrop, eyes=eyes, device=(detector.device if detector else "auto"))
+        root = default_cache_dir() / "shots" if cache else None
+        result = analyse_shot(src, opts, smooth_options(smoothing, strength, src.fps), cache_root=root)
+        first = result.frames[0]
+        info = SequenceInfo(pattern=src.path, frames=tuple(src.frames), filled=tuple(src.missing),
+                            data_window=(0, 0, *first.size), display_window=(0, 0, *first.size), fps=src.fps)
+        filled = sum(sum(t.filled) for t in result.tracks)
+        text = (f"{len(result.frames)} frames, {len(result.tracks)} track(s), {filled} filled frame(s), "
+                f"smoothing {smoothing}" + (f", cache {root}" if root else ""))
+        return {"ui": {"text": [text]}, "result": (result.frames, result, info, text)}
+
+
+class TrackFaces:
+    DESCRIPTION = ("Track faces across the frames of a batch, gate unusable ones (profile, low confidence, "
+                   "implausible shape, dark or clipped), fill them from neighbours and smooth without lag.")
+    CATEGORY = f"{CATEGORY}/temporal"
+    FUNCTION = "track"
+    RETURN_TYPES = (FACES, TRACKS)
+    RETURN_NAMES = ("faces", "tracks")
+    OUTPUT_TOOLTIPS = ("smoothed / filled faces per frame", "tracks with per-frame alignments")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "images": widget(IMAGE, "the frames the faces came from (for the exposure gate)"),
+            "faces": widget(FACES, "faces with landmarks, one entry per frame, in order"),
+            **_smooth_inputs(),
+            "fps": widget(FLOAT, "frame rate", default=24.0, min=1.0, max=240.0),
+        }}
+
+    def track(self, images, faces, smoothing="rts", strength=0.0, fps=24.0):
+        frames = image_to_numpy(images)
+        if len(faces) != len(frames):
+            raise InputError(f"faces hold {len(faces)} frames for {len(frames)} images")
+        gated = []
+        for img, ff in zip(frames, faces):
+            out = []
+            for f in ff.faces:
+                why = exposure_gate(f, img[..., :3])
+                out.append(f.replace(notes=f.notes + (f"gate={why}",)) if why else f)
+            gated.append(ff.replace(faces=tuple(out)))
+        result = process_shot(gated, smooth_options(smoothing, strength, fps))
+        return (result.frames, result)
+
+
+class TrackCrops:
+    DESCRIPTION = ("Stabilised face crops of one track for the frames of a batch, through the track's smoothed "
+                   "alignment: linear float crops, the transforms for paste-back, and feathered masks.")
+    CATEGORY = f"{CATEGORY}/temporal"
+    FUNCTION = "crops"
+    RETURN_TYPES = (IMAGE, ALIGN, MASK, SEQUENCE)
+    RETURN_NAMES = ("crops", "alignments", "crop_masks", "sequence")
+    OUTPUT_TOOLTIPS = ("one crop per frame where the track exists", "crop_from_frame per crop",
+                       "feathered masks", "the crops' frame numbers")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "images": widget(IMAGE, "linear frames"),
+            "sequence": widget(SEQUENCE, "their frame numbers (from the loader)"),
+            "tracks": widget(TRACKS, "tracks from Analyse Shot / Track Faces"),
+            "track_id": widget(INT, "which track (-1: the one seen in most frames)", default=-1, min=-1,
+                               max=1 << 16),
+            "size": widget(INT, "crop size in pixels", default=512, min=8, max=8192, step=8),
+            "feather": widget(FLOAT, "mask edge softness", default=0.1, min=0.0, max=0.5, step=0.01),
+        }}
+
+    def crops(self, images, sequence, tracks: ShotResult, track_id=-1, size=512, feather=0.1):
+        frames = image_to_numpy(images)
+        if len(sequence.frames) != len(frames):
+            raise InputError(f"sequence has {len(sequence.frames)} frame numbers for {len(frames)} images")
+        t = tracks.main_track() if track_id < 0 else tracks.track(track_id)
+        where = dict(zip(t.frames, t.alignments))
+        crops, aligns, numbers = [], [], []
+        for number, img in zip(sequence.frames, frames):
+            a = where.get(number)
+            if a is None:
+                continue
+            a = scaled_alignment(a, (size, size))
+            aligns.append(a)
+            crops.append(warp_to_crop(img, a))
+            numbers.append(number)
+        if not crops:
+            raise InputError(f"track {t.track_id} is not in frames {sequence.frames[0]}-{sequence.frames[-1]}")
+        masks = np.stack([crop_mask((size, size), feather)] * len(crops))
+        info = dataclasses.replace(sequence, frames=tuple(numbers), filled=(), data_window=(0, 0, size, size),
+                                   display_window=(0, 0, size, size), attributes=())
+        return (numpy_to_image(np.stack(crops)), aligns, numpy_to_mask(masks), info)
+
+
+class SelectTrack:
+    DESCRIPTION = "Keep only one track's faces in every frame."
+    CATEGORY = f"{CATEGORY}/temporal"
+    FUNCTION = "select"
+    RETURN_TYPES = (FACES,)
+    RETURN_NAMES = ("faces",)
+    OUTPUT_TOOLTIPS = ("faces of that track only",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"faces": widget(FACES, "faces per frame"), "tracks": widget(TRACKS, "tracks"),
+                             "track_id": widget(INT, "-1: the one seen in most frames", default=-1, min=-1,
+                                                max=1 << 16)}}
+
+    def select(self, faces, tracks: ShotResult, track_id=-1):
+        tid = (tracks.main_track() if track_id < 0 else tracks.track(track_id)).track_id
+        return ([ff.replace(faces=tuple(f for f in ff.faces if f.track_id == tid)) for ff in faces],)
+
+
+class ExportTracking:
+    DESCRIPTION = ("Write the tracking data: tracking.json (versioned schema: faces, landmarks, pose, "
+                   "blendshapes, per-frame crop_from_frame), per-frame .npz, and per track a .chan for Nuke / "
+                   "Blender (Axis/Camera import) and a .transform.chan for a 2D Transform.")
+    CATEGORY = f"{CATEGORY}/temporal"
+    FUNCTION = "export"
+    OUTPUT_NODE = True
+    RETURN_TYPES = (STRING,)
+    RETURN_NAMES = ("folder",)
+    OUTPUT_TOOLTIPS = ("where the files went",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "tracks": widget(TRACKS, "tracks from Analyse Shot / Track Faces"),
+            "folder": widget(STRING, "output folder", default="output/tracking"),
+            "crop_size": widget(INT, "crop size the exported transforms are for", default=512, min=8,
+                                max=8192, step=8),
+            "overwrite": widget(BOOLEAN, "replace an existing export", default=True),
+        }}
+
+    def export(self, tracks: ShotResult, folder="output/tracking", crop_size=512, overwrite=True):
+        files = write_export(tracks, folder, crop_size=(crop_size, crop_size), overwrite=overwrite)
+        return {"ui": {"text": [f"{len(files)} files in {folder}"]}, "result": (str(Path(folder)),)}
+
+
+class ImportTracking:
+    DESCRIPTION = "Read a tracking export (tracking.json) back into faces and tracks."
+    CATEGORY = f"{CATEGORY}/temporal"
+    FUNCTION = "load"
+    RETURN_TYPES = (FACES, TRACKS)
+    RETURN_NAMES = ("faces", "tracks")
+    OUTPUT_TOOLTIPS = ("faces per frame", "tracks")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"path": widget(STRING, "tracking.json or its folder", default="output/tracking")}}
+
+    def load(self, path):
+        result = read_export(path.strip())
+        return (result.frames, result)
+
+
+class SaveContactSheet:
+    DESCRIPTION = "Save a contact sheet PNG of display-referred previews (e.g. Draw Landmarks), labelled by frame."
+    CATEGORY = f"{CATEGORY}/preview"
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    RETURN_TYPES = (STRING,)
+    RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("the PNG written",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "previews": widget(IMAGE, "display-referred pictures in [0, 1]"),
+            "path": widget(STRING, "PNG to write (replaced if it exists)", default="output/contact_sheet.png"),
+            "count": widget(INT, "how many frames, evenly spaced", default=8, min=1, max=64),
+            "columns": widget(INT, "tiles per row", default=4, min=1, max=16),
+            "tile_width": widget(INT, "tile width in pixels", default=320, min=32, max=2048),
+        }, "optional": {"sequence": widget(SEQUENCE, "frame numbers for the labels")}}
+
+    def save(self, previews, path="output/contact_sheet.png", count=8, columns=4, tile_width=320, sequence=None):
+        frames = image_to_numpy(previews)
+        picks = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
+        tiles = [(np.clip(frames[i, ..., :3], 0, 1) * 255 + 0.5).astype(np.uint8) for i in picks]
+        numbers = sequence.frames if sequence is not None and len(sequence.frames) == len(frames) else range(len(frames))
+        sheet = contact_sheet(tiles, columns=columns, labels=[str(numbers[i]) for i in picks], tile_width=tile_width)
+        write_display_png(path, sheet)
+        return {"ui": {"text": [path]}, "result": (path,)}
+
+
+NODES = {
+    "FacegraphAnalyseShot": (AnalyseShot, "Analyse Shot (facegraph)"),
+    "FacegraphTrackFaces": (TrackFaces, "Track and Smooth Faces (facegraph)"),
+    "FacegraphTrackCrops": (TrackCrops, "Track Crops (stabilised) (facegraph)"),
+    "FacegraphSelectTrack": (SelectTrack, "Select Track (facegraph)"),
+    "FacegraphExportTracking": (ExportTracking, "Export Tracking Data (facegraph)"),
+    "FacegraphImportTracking": (ImportTracking, "Import Tracking Data (facegraph)"),
+    "FacegraphSaveContactSheet": (SaveContactSheet, "Save Contact Sheet (facegraph)"),
+}
