@@ -26,7 +26,7 @@ test-all: setup
 	$(BIN)/python -m pytest -m "not gpu" $(PYTEST_ARGS)
 
 bench: setup
-	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.run $(or $(BENCH),all)
 
 clean:
 	rm -rf out .pytest_cache

@@ -1,4 +1,4 @@
-"""python -m bench.run NAME [args]  (NAME: io, memory, ...)."""
+"""python -m bench.run [all | NAME [args]]: one benchmark, or all of them (what `make bench` runs)."""
 from __future__ import annotations
 
 import importlib
@@ -11,15 +11,19 @@ BENCHES = {
     "speed": "bench.speed",
     "detect": "bench.detect",
     "exposure": "bench.exposure",
+    "temporal": "bench.temporal",
 }
 
 
 def main() -> None:
-    if len(sys.argv) < 2 or sys.argv[1] not in BENCHES:
-        print(f"usage: python -m bench.run {{{'|'.join(BENCHES)}}} [args]", file=sys.stderr)
+    names = list(BENCHES) if len(sys.argv) < 2 or sys.argv[1] == "all" else [sys.argv[1]]
+    if any(n not in BENCHES for n in names):
+        print(f"usage: python -m bench.run [all|{'|'.join(BENCHES)}] [args]", file=sys.stderr)
         sys.exit(2)
-    mod = importlib.import_module(BENCHES[sys.argv[1]])
-    print(mod.main(sys.argv[2:]))
+    for name in names:
+        print(f"## {name}\n")
+        print(importlib.import_module(BENCHES[name]).main(sys.argv[2:] if len(names) == 1 else []))
+        print()
 
 
 if __name__ == "__main__":
