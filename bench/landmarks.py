@@ -51,7 +51,6 @@ def eyes_refine(limit: int) -> str:
     eyes = list(IBUG68_REGIONS["eyes"])
     rows = []
     for model in ("mediapipe_facemesh_v1", "mediapipe_landmarker_v2"):
-        mesh = load_model(model)
         pred = Predictor(model)
         pred.recrop = 1
         for data in ("aflw2000_dev", "landmarks68"):

@@ -7,7 +7,6 @@ import argparse
 import statistics
 import time
 
-import cv2
 import numpy as np
 import torch
 
@@ -18,18 +17,12 @@ from facegraph.models.cache import default_cache
 from facegraph.models.loader import load_model, runnable_ids
 from facegraph.models.registry import registry
 
-from .common import DATA, machine, table
+from .common import DATA, machine, table, timeit
 
 
 def _time(fn, repeat=15, warmup=3):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts) * 1e3
+    """Median milliseconds per call."""
+    return statistics.median(timeit(fn, repeat, warmup)) * 1e3
 
 
 def per_model(threads: int, view: np.ndarray) -> dict[str, float]:

@@ -125,7 +125,12 @@ def estimate_similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | 
     return SimilarityFit(matrix=m, rms=rms, inliers=inliers)
 
 
-def _umeyama(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:
+def umeyama(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Weighted least-squares similarity in any dimension (Umeyama 1991, with the determinant sign correction
+    that forbids reflections): (scale, rotation (D, D), translation (D,)) with dst ~ scale R src + t.
+
+    src, dst (N, D) fp64, w (N,) > 0 (normalised here). Raises EstimationError when degenerate.
+    """
     wsum = w.sum()
     if wsum <= 0:
         raise EstimationError("all weights are zero")
@@ -138,14 +143,18 @@ def _umeyama(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:
         raise EstimationError("source points are coincident")
     cov = (d0 * wn[:, None]).T @ s0
     u, sig, vt = np.linalg.svd(cov)
-    d = np.ones(2)
+    d = np.ones(src.shape[1])
     if np.linalg.det(u) * np.linalg.det(vt) < 0:  # forbid reflections
         d[-1] = -1
     r = u @ np.diag(d) @ vt
     scale = float((sig * d).sum() / var_s)
     if not np.isfinite(scale) or scale <= 1e-12:
         raise EstimationError(f"degenerate similarity (scale {scale})")
-    t = mu_d - scale * r @ mu_s
+    return scale, r, mu_d - scale * r @ mu_s
+
+
+def _umeyama(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:
+    scale, r, t = umeyama(src, dst, w)
     return np.concatenate([scale * r, t[:, None]], axis=1)
 
 

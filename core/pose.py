@@ -13,6 +13,7 @@ import dataclasses
 import numpy as np
 
 from .errors import EstimationError, InputError
+from .geometry import umeyama
 
 FLIP_YZ = np.diag([1.0, -1.0, -1.0])
 
@@ -82,21 +83,7 @@ def fit_rigid_3d(model: np.ndarray, observed: np.ndarray, weights: np.ndarray | 
     if ok.sum() < 3:
         raise EstimationError("a 3D pose needs at least 3 valid points")
     a, b, w = a[ok], b[ok], w[ok] / w[ok].sum()
-    ma, mb = w @ a, w @ b
-    a0, b0 = a - ma, b - mb
-    var = float(w @ (a0 ** 2).sum(1))
-    if var < 1e-12:
-        raise EstimationError("model points are coincident")
-    cov = (b0 * w[:, None]).T @ a0
-    u, s, vt = np.linalg.svd(cov)
-    d = np.ones(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[-1] = -1
-    r = u @ np.diag(d) @ vt
-    scale = float((s * d).sum() / var)
-    if not np.isfinite(scale) or scale <= 0:
-        raise EstimationError(f"degenerate pose fit (scale {scale})")
-    t = mb - scale * r @ ma
+    scale, r, t = umeyama(a, b, w)
     res = np.linalg.norm((scale * (r @ a.T)).T + t - b, axis=1)
     return RigidFit(rotation=r, scale=scale, translation=t, rms=float(np.sqrt(w @ res ** 2)))
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -23,11 +21,11 @@ from . import temporal
 from .align import AlignOptions, align
 from .colour import luminance
 from .errors import EstimationError, ImageIOError, InputError
+from .fsutil import atomic_write
 from .geometry import decompose_similarity, invert_affine, similarity_matrix, transform_points
-from .landmarks import mesh_to_ibug68
 from .templates import get_template
 from .tracking import TrackOptions, track
-from .types import Alignment, Blendshapes, Face, FrameFaces, HeadPose, Landmarks, Track
+from .types import Alignment, Blendshapes, Face, FrameFaces, Landmarks, Track
 from .version import version
 
 SCHEMA = "facegraph.tracking"
@@ -225,16 +223,8 @@ def smooth_track(frames: Sequence[int], faces: Sequence[Face | None], options: S
     params[ok, 3] = np.unwrap(params[ok, 3])
     face_size = float(np.exp(np.median(params[ok, 2])))
     params[:, :2] /= face_size  # translation in face sizes
-    series = {}
-    filled_any = np.zeros(n, bool)
-    for name, arr in (("params", params), ("points", pts), ("pose", pose), ("bsh", bsh)):
-        if arr.shape[1] == 0:
-            series[name] = arr
-            continue
-        filled, was = _interp(arr, options.max_fill)
-        series[name] = filled
-        if name == "params":
-            filled_any = was
+    series = {name: (_interp(arr, options.max_fill)[0] if arr.shape[1] else arr)
+              for name, arr in (("params", params), ("points", pts), ("pose", pose), ("bsh", bsh))}
     rate = options.fps
 
     def sm(x, o):
@@ -362,18 +352,6 @@ def process_shot(frames: Sequence[FrameFaces], options: SmoothOptions = SmoothOp
 
 
 # ---------------------------------------------------------------------------------------------- export
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def to_json(result: ShotResult, crop_size: tuple[int, int] = (512, 512)) -> dict:
     """The export document (schema ``facegraph.tracking`` version 1; README 'Tracking export')."""
     return {
@@ -414,11 +392,11 @@ def write_export(result: ShotResult, out_dir: str | Path, *, crop_size: tuple[in
     written = []
     doc = to_json(result, crop_size)
     p = out / "tracking.json"
-    _atomic_write(p, json.dumps(doc, indent=1).encode())
+    atomic_write(p, json.dumps(doc, indent=1).encode())
     written.append(p)
     for ff in result.frames:
         p = out / "npz" / f"frame.{ff.frame:04d}.npz"
-        _atomic_write(p, _npz_bytes(ff, result, crop_size))
+        atomic_write(p, _npz_bytes(ff, result, crop_size))
         written.append(p)
     h = plate_size[1] if plate_size else (result.frames[0].size[1] if result.frames else 0)
     for t in result.tracks:
@@ -426,7 +404,7 @@ def write_export(result: ShotResult, out_dir: str | Path, *, crop_size: tuple[in
         axis = "\n".join(f"{f} {tx:.6f} {ty:.6f} 0 0 0 {r:.6f}" for f, tx, ty, r, _ in rows) + "\n"
         tr = "\n".join(f"{f} {tx:.6f} {ty:.6f} {r:.6f} {s:.8f}" for f, tx, ty, r, s in rows) + "\n"
         for name, text in ((f"track_{t.track_id}.chan", axis), (f"track_{t.track_id}.transform.chan", tr)):
-            _atomic_write(out / name, text.encode())
+            atomic_write(out / name, text.encode())
             written.append(out / name)
     return written
 

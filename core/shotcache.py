@@ -12,11 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import ImageIOError
+from .fsutil import atomic_write
 from .types import FrameFaces
 
 
@@ -51,22 +50,7 @@ class FrameCache:
         return FrameFaces.from_dict(doc["faces"])
 
     def put(self, frame: int, identity: Any, faces: FrameFaces) -> None:
-        p = self._path(frame)
-        p.parent.mkdir(parents=True, exist_ok=True)
         meta = self.dir / "meta.json"
         if not meta.exists():
-            self._write(meta, json.dumps(self.material, indent=1, sort_keys=True, default=str))
-        self._write(p, json.dumps({"identity": identity, "faces": faces.to_dict()}, default=str))
-
-    @staticmethod
-    def _write(path: Path, text: str) -> None:
-        fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise ImageIOError(f"cannot write the analysis cache: {exc}", file=str(path)) from None
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            atomic_write(meta, json.dumps(self.material, indent=1, sort_keys=True, default=str))
+        atomic_write(self._path(frame), json.dumps({"identity": identity, "faces": faces.to_dict()}, default=str))

@@ -16,7 +16,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .detection import box_iou
 from .errors import InputError
-from .types import Face, FrameFaces, Track
+from .types import FrameFaces, Track
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,14 +5,13 @@ turns their results into :class:`~facegraph.core.types.FrameFaces`. Nodes and th
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
 import numpy as np
 
 from ..core import progress
 from ..core.detection import Detections, DetectOptions
-from ..core.errors import EstimationError, InputError
+from ..core.errors import InputError
 from ..core.landmarks import five_from_ibug68, five_from_mesh, mesh_to_ibug68
 from ..core.pose import angles_from_rotation
 from ..core.refine import (RefineOptions, apply_eye_patch, eye_gate, fuse_by_pose, patch_shift)

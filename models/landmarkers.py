@@ -14,13 +14,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ..core import progress
 from ..core.conventions import PIXEL_CENTRE
-from ..core.errors import InputError, ModelError
+from ..core.errors import ModelError
 from ..core.geometry import warp_affine
 from ..core.landmarks import (EYE_CORNERS_LEFT, EYE_CORNERS_RIGHT, Roi, blaze_box_from_keypoints, decode_heatmaps, project_points,
                               roi_from_box, roi_from_points, roi_from_segment, rotation_of)
-from ..core.pose import FLIP_YZ, fit_rigid_3d, rotation_from_scaled
+from ..core.pose import fit_rigid_3d, rotation_from_scaled
 from .registry import ModelSpec
 from .store import ResolvedModel
 
@@ -47,6 +46,14 @@ def _crops(view: np.ndarray, rois: Sequence[Roi], size: int, border: str = "cons
     """Warp each ROI to a (size, size) crop; returns (B, size, size, C) and the crop_from_frame matrices."""
     mats = [r.crop_from_frame(size) for r in rois]
     return np.stack([warp_affine(view, m, (size, size), border=border) for m in mats]), mats
+
+
+def _onnx(resolved: ResolvedModel, device: str, threads: int):
+    """(session, input name) for a single-input ONNX model file."""
+    from .onnx_runtime import create_session
+
+    session = create_session(resolved.path(".onnx"), device=device, threads=threads or None)
+    return session, session.get_inputs()[0].name
 
 
 def _sigmoid(x: float) -> float:
@@ -214,10 +221,7 @@ class PFLD(LandmarkModel):
 
     def __init__(self, spec, resolved, *, device="cpu", threads=0):
         super().__init__(spec, resolved, device=device)
-        from .onnx_runtime import create_session
-
-        self._session = create_session(resolved.path(".onnx"), device=device, threads=threads or None)
-        self._input = self._session.get_inputs()[0].name
+        self._session, self._input = _onnx(resolved, device, threads)
 
     def roi_for(self, box, keypoints=None, points=None, scheme=""):
         if points is not None:
@@ -361,10 +365,7 @@ class FanHeatmap(LandmarkModel):
 
     def __init__(self, spec, resolved, *, device="cpu", threads=0, method="soft_argmax"):
         super().__init__(spec, resolved, device=device)
-        from .onnx_runtime import create_session
-
-        self._session = create_session(resolved.path(".onnx"), device=device, threads=threads or None)
-        self._input = self._session.get_inputs()[0].name
+        self._session, self._input = _onnx(resolved, device, threads)
         self.method = method
 
     def roi_for(self, box, keypoints=None, points=None, scheme=""):

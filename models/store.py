@@ -31,6 +31,7 @@ from typing import Callable, Iterable
 
 from ..core import progress
 from ..core.errors import IntegrityError, ModelError, ModelNotFoundError
+from ..core.fsutil import atomic_write
 from .registry import ModelFile, ModelSpec, registry
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ class ModelStore:
             raise ModelError(f"not a sha256: {sha256!r}")
         pins = self.pins()
         pins[file.path] = sha256
-        _atomic_write_text(self.pins_file, json.dumps(pins, indent=2, sort_keys=True))
+        atomic_write(self.pins_file, json.dumps(pins, indent=2, sort_keys=True))
 
     def expected_sha256(self, file: ModelFile) -> str | None:
         return file.sha256 or self.pins().get(file.path)
@@ -274,18 +275,6 @@ class ModelStore:
                 return False, "missing " + f.path
             where.append(loc.kind)
         return True, ",".join(sorted(set(where)))
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 _default_store: ModelStore | None = None

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 
 from ..core.align import POINT_SOURCES, AlignOptions, align, crop_mask, warp_to_crop
 from ..core.colour import EXPOSURE_MODES, ViewOptions, network_view
 from ..core.detection import DetectOptions
 from ..core.errors import EstimationError, InputError
-from ..core.landmarks import mesh_to_ibug68
 from ..core.preview import POINT_SETS, draw_faces, to_display
 from ..core.refine import EYE_MODES, RefineOptions
 from ..core.selection import SELECT_MODES, select

@@ -10,18 +10,15 @@ from pathlib import Path
 import numpy as np
 
 from ..core.align import crop_mask, warp_to_crop
-from ..core.colour import ViewOptions
 from ..core.errors import InputError
 from ..core.io.frames import SequenceInfo
 from ..core.io.images import write_display_png
 from ..core.io.sequence import MISSING_POLICIES, parse_frames
 from ..core.io.source import open_source
-from ..core.preview import contact_sheet, to_display
+from ..core.preview import contact_sheet
 from ..core.refine import EYE_MODES
 from ..core.shot import ShotResult, SmoothOptions, exposure_gate, process_shot, read_export, scaled_alignment, write_export
 from ..core.temporal import SMOOTH_METHODS
-from ..core.templates import TEMPLATE_NAMES
-from ..models.loader import ModelHandle
 from ..models.registry import registry
 from ..models.store import default_cache_dir
 from .types import (ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, MODEL, SEQUENCE, STRING, TRACKS,

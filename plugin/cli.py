@@ -340,7 +340,7 @@ def _eval_landmarks(args: argparse.Namespace) -> int:
     if rows[0]["set"] == "aflw":
         print(f"AFLW2000-3D: NME / sqrt(w h) of the GT box, boxes={args.boxes}; failure: NME > {args.threshold:.0%} "
               "or no face")
-        print(f"| model | 0-30 | 30-60 | 60-90 | mean of bins | failures | ms/face |\n|---|---|---|---|---|---|---|")
+        print("| model | 0-30 | 30-60 | 60-90 | mean of bins | failures | ms/face |\n|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['model']} | {_pct(r['yaw_0_30'])} | {_pct(r['yaw_30_60'])} | {_pct(r['yaw_60_90'])} | "
                   f"{_pct(r['mean_of_bins'])} | {r['failure_rate'] * 100:.1f} % | {r['ms_per_face']:.1f} |")

@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..colour import ViewOptions, apply_view, linear_to_srgb, rec709_to_linear, srgb_to_linear
+from ..colour import ViewOptions, apply_view, rec709_to_linear, srgb_to_linear
 from ..errors import ImageIOError, InputError
 from .frames import Frame
 

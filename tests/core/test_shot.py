@@ -6,8 +6,8 @@ import pytest
 
 from facegraph.core.geometry import transform_points
 from facegraph.core.motion_eval import follow_error, frames_to_settle
-from facegraph.core.shot import (GateOptions, SmoothOptions, chan_rows, exposure_gate, face_gate, process_shot,
-                                 read_export, scaled_alignment, write_export)
+from facegraph.core.shot import (SmoothOptions, chan_rows, exposure_gate, face_gate, process_shot,
+                                 read_export, write_export)
 from facegraph.core.synthetic import render_plate, smooth_motion
 from facegraph.core.types import Face, HeadPose, Landmarks
 

@@ -7,8 +7,7 @@ import pytest
 from facegraph.core import types as t
 from facegraph.core.errors import InputError
 from facegraph.nodes.analysis import (AlignFaces, DetectFaces, DrawLandmarks, FaceInfo, FaceLandmarks,
-                                      FromBoundingBox, FromFaceLandmarks, FuseLandmarks, LoadDetector,
-                                      LoadLandmarker, RefineLandmarks, SelectFaces, ToBoundingBox,
+                                      FromBoundingBox, FromFaceLandmarks, FuseLandmarks, LoadLandmarker, RefineLandmarks, SelectFaces, ToBoundingBox,
                                       ToFaceLandmarks)
 from facegraph.plugin.runner import Runner
 

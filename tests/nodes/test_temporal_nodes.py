@@ -1,4 +1,3 @@
-import numpy as np
 import pytest
 
 from facegraph.core.errors import InputError

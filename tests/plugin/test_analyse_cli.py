@@ -1,10 +1,9 @@
 """`facegraph analyse` on a real clip with dropouts: blacked-out frames, a half-covered face, a missing file."""
 import json
 
-import numpy as np
 import pytest
 
-from facegraph.core.io.images import read_image, write_image
+from facegraph.core.io.images import write_image
 from facegraph.core.io.video import iter_video, probe_video
 from facegraph.plugin.cli import main
 

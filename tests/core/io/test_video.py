@@ -34,7 +34,6 @@ def test_ten_bit_codes():
 
 
 def test_writer_round_trip_h264_and_tags(tmp_path):
-    rng = np.random.default_rng(3)
     y, x = np.mgrid[0:64, 0:96]
     frames = [np.stack([(x / 96) ** 2.2, (y / 64) ** 2.2, np.full_like(x, 0.2, float) * (i + 1) / 4], -1)
               .astype(np.float32) for i in range(4)]
