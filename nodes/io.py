@@ -117,18 +117,25 @@ class SaveEXRSequence:
                 "sequence": widget(SEQUENCE, "frame numbers, windows and metadata from Load Image Sequence"),
                 "start_frame": widget(INT, "frame number of the first image when no sequence is given",
                                       default=1001, min=-(1 << 30), max=1 << 30),
+                "extra_mask": widget(MASK, "a mask to write as an extra layer (e.g. a face matte)"),
+                "extra_layer": widget(STRING, "the extra layer's name: written as channel <name>.Y",
+                                      default="facegraph_mask"),
             },
             "hidden": {"prompt": "PROMPT"},
         }
 
     def save(self, images, path, pixel_type="half", compression="zip", mode="error", alpha=None, sequence=None,
-             start_frame=1001, prompt=None):
-        pixels = image_to_numpy(images)
-        if alpha is not None:
-            a = mask_to_numpy(alpha)
+             start_frame=1001, extra_mask=None, extra_layer="facegraph_mask", prompt=None):
+        pixels = image_to_numpy(images)[..., :3]
+        channels = ["R", "G", "B"]
+        for mask, name in ((alpha, "A"), (extra_mask, f"{extra_layer.strip() or 'facegraph_mask'}.Y")):
+            if mask is None:
+                continue
+            a = mask_to_numpy(mask)
             if a.shape[0] != pixels.shape[0] or a.shape[1:] != pixels.shape[1:3]:
-                raise InputError(f"alpha {a.shape} does not match images {pixels.shape}")
-            pixels = np.concatenate([pixels[..., :3], a[..., None]], axis=-1)
+                raise InputError(f"mask for {name} {a.shape} does not match images {pixels.shape}")
+            pixels = np.concatenate([pixels, a[..., None]], axis=-1)
+            channels.append(name)
         info: SequenceInfo | None = sequence
         if info is not None and len(info.frames) != pixels.shape[0]:
             raise InputError(f"sequence has {len(info.frames)} frames for {pixels.shape[0]} images")
@@ -139,7 +146,7 @@ class SaveEXRSequence:
         graph_hash = ""
         if prompt is not None:
             graph_hash = hashlib.sha256(json.dumps(prompt, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        writer = SequenceWriter(path, mode=mode, pixel_type=pixel_type, compression=compression,
+        writer = SequenceWriter(path, mode=mode, pixel_type=pixel_type, compression=compression, channels=channels,
                                 attributes=info.attributes if info is not None else (), graph_hash=graph_hash,
                                 **windows)
         with progress.task(len(frames), "write EXR") as bar:
@@ -149,6 +156,27 @@ class SaveEXRSequence:
         written = writer.written + writer.skipped
         return {"ui": {"text": [f"{len(writer.written)} written, {len(writer.skipped)} kept"]},
                 "result": ("\n".join(written),)}
+
+
+class LoadImage:
+    DESCRIPTION = "Load one image (EXR, PNG, JPEG, TIFF, ...) as scene-linear float; 8/16-bit files are sRGB-decoded."
+    CATEGORY = f"{CATEGORY}/io"
+    FUNCTION = "load"
+    RETURN_TYPES = (IMAGE, MASK)
+    RETURN_NAMES = ("image", "alpha")
+    OUTPUT_TOOLTIPS = ("float32 linear premultiplied [1,H,W,3]", "alpha (1 where the file has none)")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"path": widget(STRING, "an image file", default="")},
+                "optional": {"layer": widget(STRING, "EXR layer (empty: the main one)", default="")}}
+
+    def load(self, path, layer=""):
+        from ..core.io.images import read_image
+
+        px, _ = read_image(path.strip(), layer=layer)
+        alpha = px[..., 3] if px.shape[-1] == 4 else np.ones(px.shape[:2], np.float32)
+        return (numpy_to_image(px[..., :3]), numpy_to_mask(alpha))
 
 
 class LoadVideo:
@@ -237,6 +265,7 @@ class ViewTransform:
 
 NODES = {
     "FacegraphLoadImageSequence": (LoadImageSequence, "Load Image Sequence (facegraph)"),
+    "FacegraphLoadImage": (LoadImage, "Load Image (facegraph)"),
     "FacegraphLoadVideo": (LoadVideo, "Load Video (facegraph)"),
     "FacegraphSaveEXRSequence": (SaveEXRSequence, "Save EXR Sequence (facegraph)"),
     "FacegraphViewTransform": (ViewTransform, "Preview: View Transform (facegraph)"),

@@ -164,6 +164,22 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------------------------- ls
+@command
+def add_ls(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ls", help="the sequences and stills in a folder, as patterns with their frame ranges")
+    p.add_argument("folder")
+    p.set_defaults(func=_ls)
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from ..core.io.sequence import find_sequences
+
+    for line in find_sequences(args.folder):
+        print(line)
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------- convert
 def add_view_arguments(p: argparse.ArgumentParser) -> None:
     from ..core.colour import VIEW_TRANSFORMS

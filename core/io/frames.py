@@ -67,8 +67,9 @@ class SequenceInfo:
 
 def iter_frames(pattern: SequencePattern | str, frames: Sequence[int] | None = None, *, missing: str = "error",
                 channels: str | Sequence[str] | None = None, layer: str = "", nonfinite: str = "error",
-                window: int = 2, plan: FramePlan | None = None) -> Iterator[Frame]:
-    """Yield frames in order, reading ahead at most ``window`` frames (0 = no thread).
+                window: int = 2, plan: FramePlan | None = None, threads: int = 0) -> Iterator[Frame]:
+    """Yield frames in order, reading ahead at most ``window`` frames (0 = no thread). ``threads``: OIIO
+    decode threads for this reader (0 = OIIO's default), so parallel readers do not oversubscribe cores.
 
     A missing frame follows the policy (see :func:`plan_frames`); a frame whose size differs from the first
     raises ImageIOError naming it (a sequence has one resolution).
@@ -87,13 +88,14 @@ def iter_frames(pattern: SequencePattern | str, frames: Sequence[int] | None = N
                 if first is None:
                     raise ImageIOError("no frame to take the size of a black fill from", file=pattern.display())
                 px, _ = read_image(pattern.path(first), channels=channels, layer=layer, nonfinite=nonfinite,
-                                   frame=first)
+                                   frame=first, threads=threads)
                 shape.append(px.shape)
             return Frame(number, np.zeros(shape[0], np.float32), None, None)
         if src in decoded:  # held frame: reuse the decode
             px, info = decoded[src]
         else:
-            px, info = read_image(pattern.path(src), channels=channels, layer=layer, nonfinite=nonfinite, frame=src)
+            px, info = read_image(pattern.path(src), channels=channels, layer=layer, nonfinite=nonfinite, frame=src,
+                                  threads=threads)
             decoded.clear()
             decoded[src] = (px, info)
         if not shape:

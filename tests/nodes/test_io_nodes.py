@@ -71,3 +71,27 @@ def test_load_video_node(data):
     images, seq = LoadVideo().load(str(data / "video" / "d10.mp4"), frames="1001-1010", first=2, count=3)
     assert tuple(images.shape) == (3, 512, 512, 3) and seq.frames == (1003, 1004, 1005)
     assert seq.fps == pytest.approx(30.0)
+
+
+def test_extra_layer_and_load_image(plate, tmp_path):
+    import torch
+
+    from facegraph.nodes.io import LoadImage
+
+    images, alpha, seq = LoadImageSequence().load(plate, frames="1")
+    matte = torch.full((1, 4, 6), 0.75)
+    SaveEXRSequence().save(images, str(tmp_path / "m.####.exr"), alpha=alpha, sequence=seq, extra_mask=matte,
+                           extra_layer="face")
+    px, info = read_image(tmp_path / "m.0001.exr", channels=["R", "G", "B", "A", "face.Y"])
+    assert info.channels == ("R", "G", "B", "A", "face.Y") and float(px[0, 0, 4]) == 0.75
+    image, a = LoadImage().load(str(tmp_path / "m.0001.exr"))
+    assert tuple(image.shape) == (1, 4, 6, 3) and float(a[0, 0, 0]) == 0.25
+
+
+def test_ls_lists_sequences(plate, capsys):
+    import os
+
+    from facegraph.plugin.cli import main
+
+    assert main(["ls", os.path.dirname(plate)]) == 0
+    assert "p.1-3,5####.exr" in capsys.readouterr().out
