@@ -96,3 +96,12 @@ def rotation_from_scaled(p: np.ndarray) -> np.ndarray:
     r2 = r2 - (r2 @ r1) * r1
     r2 = r2 / np.linalg.norm(r2)
     return np.stack([r1, r2, np.cross(r1, r2)])
+
+
+def rigid_residual(model: np.ndarray, observed: np.ndarray, fit: RigidFit) -> float:
+    """How far ``observed`` (N, 3) is from a rigid copy of ``model`` under ``fit``: the unweighted rms over all
+    points divided by the fitted size of the model (sqrt of its x-y extent area, scaled)."""
+    m = np.asarray(model, np.float64)
+    placed = (fit.scale * (fit.rotation @ m.T)).T + fit.translation
+    extent = float(np.sqrt(np.prod(np.ptp(m[:, :2], axis=0)))) * fit.scale
+    return float(np.sqrt(np.mean(np.sum((placed - np.asarray(observed, np.float64)) ** 2, axis=1))) / max(extent, 1e-9))

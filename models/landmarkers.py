@@ -14,12 +14,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ..core.conventions import PIXEL_CENTRE
 from ..core.errors import ModelError
 from ..core.geometry import warp_affine
 from ..core.landmarks import (EYE_CORNERS_LEFT, EYE_CORNERS_RIGHT, Roi, blaze_box_from_keypoints, decode_heatmaps, project_points,
                               roi_from_box, roi_from_points, roi_from_segment, rotation_of)
-from ..core.pose import fit_rigid_3d, rotation_from_scaled
+from ..core.morphable import frame_camera, reconstruct
+from ..core.pose import fit_rigid_3d, rigid_residual, rotation_from_scaled
 from .registry import ModelSpec
 from .store import ResolvedModel
 
@@ -205,9 +205,7 @@ class MediaPipeMesh(LandmarkModel):
         verts, _, _, weights = self.canonical
         pts = np.asarray(points, np.float64)[:468, :3]
         fit = fit_rigid_3d(verts, pts, weights)
-        model = (fit.scale * (fit.rotation @ verts.T)).T + fit.translation
-        extent = float(np.sqrt(np.prod(np.ptp(verts[:, :2], axis=0)))) * fit.scale
-        return fit.rotation, float(np.sqrt(np.mean(np.sum((model - pts) ** 2, axis=1))) / max(extent, 1e-9))
+        return fit.rotation, rigid_residual(verts, pts, fit)
 
 
 # ------------------------------------------------------------------------------------------------ PFLD
@@ -303,48 +301,18 @@ class TDDFA(LandmarkModel):
         lms = lms.cpu().numpy().astype(np.float64)
         res = []
         for roi, p, lm in zip(rois, params, lms):
-            pts = self.reconstruct(p)                       # (68, 3) crop pixels, y down
+            pts = reconstruct(p, self.u_base, self.w_shp_base, self.w_exp_base, self.input_size)
             frame_from_crop = roi.frame_from_crop(self.input_size)
             frame_pts = project_points(pts, frame_from_crop).astype(np.float32)
             cam = p[:12].reshape(3, 4)
-            r = rotation_from_scaled(cam[:, :3] * np.array([1, 1, 1]))
+            r = rotation_from_scaled(cam[:, :3])
             rotation = np.diag([1.0, -1.0, -1.0]) @ r       # 3DMM frame (y up) seen through the image y-flip
             res.append(LandmarkResult(points=frame_pts, scheme=self.scheme, presence=1.0, roi=roi,
                                       rotation=rotation, extras={"params": p.astype(np.float32),
-                                                                 "camera": self.frame_camera(cam, frame_from_crop),
+                                                                 "camera": frame_camera(p, frame_from_crop,
+                                                                                        self.input_size),
                                                                  "head68": self._head(lm, frame_from_crop)}))
         return res
-
-    def reconstruct(self, p: np.ndarray) -> np.ndarray:
-        """62 de-whitened parameters -> (68, 3) points in crop pixels (x right, y down, pixel-area).
-
-        3DDFA_V2 recon_vers + similar_transform: v = R (u + W_shp a_shp + W_exp a_exp) + t in a y-up frame of
-        size 120, then x -= 1 (MATLAB indexing), y = 120 - y; the result is in pixel-index units.
-        """
-        cam = p[:12].reshape(3, 4)
-        shape = self.u_base + self.w_shp_base @ p[12:52, None] + self.w_exp_base @ p[52:62, None]
-        v = cam[:, :3] @ shape.reshape(3, -1, order="F") + cam[:, 3:]
-        x = v[0] - 1.0
-        y = self.input_size - v[1]
-        z = v[2] - 1.0
-        pts = np.stack([x, y, -z], 1)                       # z: 3DMM z points out of the face: negate = depth
-        pts[:, :2] += PIXEL_CENTRE
-        return pts
-
-    def frame_camera(self, cam: np.ndarray, frame_from_crop: np.ndarray) -> np.ndarray:
-        """3DDFA's scaled-orthographic camera (model -> y-up 1-based crop) re-expressed as a 3x4 map from
-        model points to (x, y) frame pixels (pixel-area) and depth in pixels (smaller = nearer), the same
-        maps :meth:`reconstruct` and the crop apply."""
-        a, b = frame_from_crop[:, :2], frame_from_crop[:, 2]
-        flip = np.diag([1.0, -1.0])
-        e = np.array([-1.0 + PIXEL_CENTRE, self.input_size + PIXEL_CENTRE])
-        out = np.zeros((3, 4))
-        out[:2] = a @ flip @ cam[:2]
-        out[:2, 3] += a @ e + b
-        s = float(np.sqrt(abs(np.linalg.det(a))))
-        out[2] = -s * cam[2]
-        out[2, 3] += s
-        return out
 
     def _head(self, lm: np.ndarray, frame_from_crop: np.ndarray) -> np.ndarray:
         """The auxiliary head: 68 x then 68 y, in [-1, 1] across the crop (found by fitting one AFLW face:

@@ -36,3 +36,14 @@ def test_rotation_from_scaled_rows():
     r = rotation_from_angles(10, 20, 30)
     p = 2.7 * r
     assert np.allclose(rotation_from_scaled(p), r, atol=1e-9)
+
+
+def test_rigid_residual_is_zero_for_a_rigid_copy_and_grows_with_deformation():
+    from facegraph.core.pose import rigid_residual
+
+    rng = np.random.default_rng(4)
+    model = rng.normal(0, 5, (60, 3))
+    obs = 2.0 * model @ rotation_from_angles(10, 5, 0).T + 3
+    assert rigid_residual(model, obs, fit_rigid_3d(model, obs)) < 1e-9
+    bent = obs + rng.normal(0, 1.0, obs.shape)
+    assert rigid_residual(model, bent, fit_rigid_3d(model, bent)) > 0.01
