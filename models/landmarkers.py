@@ -56,6 +56,12 @@ def _onnx(resolved: ResolvedModel, device: str, threads: int):
     return session, session.get_inputs()[0].name
 
 
+def _rgb01_batch(view: np.ndarray, rois: Sequence[Roi], size: int) -> np.ndarray:
+    """(B, 3, size, size) float32 RGB in [0, 1] at 8-bit steps (what the ONNX 2D landmarkers trained on)."""
+    crops, _ = _crops(view, rois, size)
+    return np.ascontiguousarray((np.round(crops * 255) / 255).astype(np.float32).transpose(0, 3, 1, 2))
+
+
 def _sigmoid(x: float) -> float:
     return float(1.0 / (1.0 + np.exp(-np.clip(x, -60, 60))))
 
@@ -231,8 +237,7 @@ class PFLD(LandmarkModel):
     def predict(self, view, rois):
         if not rois:
             return []
-        crops, _ = _crops(view, rois, self.input_size)
-        x = np.ascontiguousarray(np.round(crops * 255) / 255, np.float32).transpose(0, 3, 1, 2)
+        x = _rgb01_batch(view, rois, self.input_size)
         out = self._session.run(None, {self._input: x})[0].reshape(len(rois), -1, 2)
         res = []
         for roi, raw in zip(rois, out):
@@ -342,8 +347,7 @@ class FanHeatmap(LandmarkModel):
     def predict(self, view, rois):
         if not rois:
             return []
-        crops, _ = _crops(view, rois, self.input_size)
-        x = np.ascontiguousarray(np.round(crops * 255) / 255, np.float32).transpose(0, 3, 1, 2)
+        x = _rgb01_batch(view, rois, self.input_size)
         outs = self._session.run(None, {self._input: x})
         heat = next((o for o in outs if o.ndim == 4), None)
         if heat is None:
