@@ -13,18 +13,6 @@ import numpy as np
 from .errors import EstimationError, InputError
 from .geometry import invert_affine, transform_points
 
-#: point count of each landmark scheme (one source of truth for names used in records)
-SCHEMES: dict[str, int] = {"ibug68": 68, "mediapipe478": 478, "mediapipe468": 468, "five": 5, "blaze6": 6,
-                           "iris_contour71": 71, "iris5": 5}
-
-
-def check_scheme(points: np.ndarray, scheme: str) -> None:
-    n = SCHEMES.get(scheme)
-    if n is None:
-        raise InputError(f"unknown landmark scheme {scheme!r}", hint=f"known: {', '.join(SCHEMES)}")
-    if len(points) != n:
-        raise InputError(f"scheme {scheme} has {n} points, got {len(points)}")
-
 
 # --------------------------------------------------------------------------------------------- regions
 @dataclasses.dataclass(frozen=True)

@@ -25,7 +25,7 @@ from .fsutil import atomic_write
 from .geometry import decompose_similarity, invert_affine, similarity_matrix, transform_points
 from .templates import get_template
 from .tracking import TrackOptions, track
-from .types import Alignment, Blendshapes, Face, FrameFaces, Landmarks, Track
+from .types import Alignment, Blendshapes, Face, FrameFaces, Landmarks
 from .version import version
 
 SCHEMA = "facegraph.tracking"
@@ -476,7 +476,3 @@ def read_export(path: str | Path) -> ShotResult:
         tracks.append(SmoothedTrack(t["track_id"], tuple(t["frames"]), faces, tuple(aligns), tuple(t["filled"])))
     return ShotResult(frames=frames, tracks=tracks, fps=doc.get("fps", 25.0), template=doc["template"]["name"],
                       params=doc.get("params", {}), source=doc.get("source", {}))
-
-
-def tracks_of(result: ShotResult) -> list[Track]:
-    return [Track(track_id=t.track_id, frames=t.frames, faces=t.faces) for t in result.tracks]

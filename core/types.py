@@ -311,12 +311,6 @@ class Track(Record):
         if any(b <= a for a, b in zip(self.frames, self.frames[1:])):
             raise InputError(f"Track {self.track_id}: frame numbers must increase")
 
-    def face_at(self, frame: int) -> Face | None:
-        try:
-            return self.faces[self.frames.index(frame)]
-        except ValueError:
-            return None
-
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class Alignment(Record):

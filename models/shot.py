@@ -7,7 +7,6 @@ of running the models again. Only the small records are held for the shot-level 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from pathlib import Path
 from typing import Any, Callable
 
@@ -143,8 +142,3 @@ def analyse_shot(source: Source, options: AnalysisOptions = AnalysisOptions(),
     result.params.update({"detector": options.detector, "landmarks": options.landmarks, "recrop": options.recrop,
                           "eyes": options.eyes})
     return result
-
-
-def images_identity(pixels: np.ndarray) -> str:
-    """Content identity of an in-memory frame (for caching frames that come from a graph, not files)."""
-    return hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()[:20]

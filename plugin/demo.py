@@ -17,7 +17,7 @@ import numpy as np
 
 from ..core.io.frames import SequenceWriter
 from ..core.io.images import read_image
-from ..core.synthetic import Motion, render_plate, smooth_motion
+from ..core.synthetic import render_plate, smooth_motion
 from .runner import run_file
 
 log = logging.getLogger(__name__)
@@ -35,11 +35,6 @@ def sample_photo() -> np.ndarray:
     from ..core.colour import linear_to_srgb
 
     return (np.clip(linear_to_srgb(pixels[..., :3]), 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
-def sample_motion(frames: int) -> Motion:
-    photo = sample_photo()
-    return smooth_motion(frames, (photo.shape[1], photo.shape[0]), SAMPLE_SIZE)
 
 
 def write_sample_plate(pattern: str | Path, frames: int = 24) -> list[int]:

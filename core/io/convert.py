@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -93,9 +93,3 @@ def _to_movie(src: Source, output: str, options: ConvertOptions) -> ConvertRepor
                 n += 1
                 bar.advance()
     return ConvertReport(written=n, kept=0, output=output, frames=src.frames)
-
-
-def iter_display(src: Source, view: ViewOptions) -> Iterator[tuple[int, np.ndarray]]:
-    """(frame number, display-referred (H, W, 3) float in [0, 1]) for previews."""
-    for frame in src.frames_iter():
-        yield frame.number, _display(frame.pixels[..., :3], view)

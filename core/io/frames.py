@@ -61,9 +61,6 @@ class SequenceInfo:
     encoding: str = "linear"
     fps: float | None = None
 
-    def with_frames(self, frames: Sequence[int], filled: Sequence[int] = ()) -> "SequenceInfo":
-        return dataclasses.replace(self, frames=tuple(frames), filled=tuple(filled))
-
 
 def iter_frames(pattern: SequencePattern | str, frames: Sequence[int] | None = None, *, missing: str = "error",
                 channels: str | Sequence[str] | None = None, layer: str = "", nonfinite: str = "error",
