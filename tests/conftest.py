@@ -75,3 +75,21 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "shared" in item.keywords:
             item.add_marker(skip)
+
+
+# ---- devices (DESIGN.md "Frames on any device"): every frame kernel's tests take these fixtures ----
+import torch  # noqa: E402
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=[pytest.param(d, marks=[pytest.mark.gpu] if d != "cpu" else []) for d in DEVICES])
+def device(request) -> torch.device:
+    """Each available device: cpu always, cuda where present (CUDA cases do not exist without a GPU)."""
+    return torch.device(request.param)
+
+
+@pytest.fixture(params=[torch.float32])
+def dtype(request) -> torch.dtype:
+    """The frame dtypes a kernel accepts (float32; kernels that take half add their own)."""
+    return request.param

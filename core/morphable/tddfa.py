@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .conventions import PIXEL_CENTRE
+from ..conventions import PIXEL_CENTRE
 
 
 def reconstruct(params: np.ndarray, mean: np.ndarray, w_shape: np.ndarray, w_expression: np.ndarray,
