@@ -11,7 +11,8 @@ Convention:
     v = (1 - y / ry) / 2 (v down); the seam and the poles split UV vertices, so ``uv_triangles`` is set.
     Landmarks "ibug68" are placed at plausible positions (a hand-made frontal template in mm, below) as the
     nearest distinct front vertex in the frontal (x, y) projection; point 30 (nose tip) is the vertex of
-    largest z. Contours follow :mod:`.correspondences`'s rule: ``contours["right"][k]`` is the candidate line
+    largest z; ``regions`` come from :func:`.regions.label_regions`. Contours follow
+    :mod:`.correspondences`'s layout: ``contours["right"][k]`` is the candidate line
     of jaw point k (k = 0..7, subject's right, x < 0), ``contours["left"][k]`` that of point 16 - k, each line
     one latitude ring of vertices ordered from the face's centre line outwards past the silhouette.
     Bases: identity directions are random smooth (quadratic polynomial) displacement fields with RMS
@@ -25,6 +26,7 @@ import numpy as np
 
 from ..errors import InputError
 from .model import MorphableModel
+from .regions import label_regions
 
 #: half-axes of the head ellipsoid, mm (x: half-width, y: half-height, z: half-depth) - plausible head size
 RADII = (70.0, 95.0, 60.0)
@@ -142,8 +144,6 @@ def synthetic_model(n_identity: int = 5, n_expression: int = 3, seed: int = 0, *
     left_cols = [j for j in np.argsort(theta) if 0.0 <= theta[j] <= 0.6 * np.pi]
     contours = {"right": [idx[ring_of[k], right_cols].astype(np.int64) for k in range(0, 8)],
                 "left": [idx[ring_of[16 - k], left_cols].astype(np.int64) for k in range(0, 8)]}
-    if not fixed_jaw:
-        ibug[[*range(0, 8), *range(9, 17)]] = -1
 
     rng = np.random.default_rng(seed)
     p = mean / np.array(RADII)
@@ -159,7 +159,9 @@ def synthetic_model(n_identity: int = 5, n_expression: int = 3, seed: int = 0, *
     expr_b = np.stack(expr) if expr else np.zeros((0, len(mean), 3))
     names = tuple(f"expr{k}" for k in range(n_expression)) if expression_kind == "blendshapes" else ()
 
-    regions = None  # filled by core/morphable/regions.py once it exists
+    regions = label_regions(mean, ibug)
+    if not fixed_jaw:
+        ibug[[*range(0, 8), *range(9, 17)]] = -1
     return MorphableModel(
         name="synthetic", mean=mean, identity_basis=ident, expression_basis=expr_b, triangles=triangles,
         expression_kind=expression_kind, expression_names=names, uv=uv, uv_triangles=uv_triangles,
