@@ -178,6 +178,23 @@ def jaw_contour_lines(mean: np.ndarray, triangles: np.ndarray, ibug68: np.ndarra
     return out
 
 
+def nearest_vertices(vertices: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index (N,) int64, distance (N,) fp64) of the nearest of (V, 3) vertices to each of (N, 3) points
+    (brute force in chunks of about 2**22 pairs: exact, and no spatial index to build for a few hundred points)."""
+    v = np.asarray(vertices, np.float64)
+    p = np.asarray(points, np.float64)
+    vv = (v ** 2).sum(1)
+    idx = np.zeros(len(p), np.int64)
+    d2 = np.zeros(len(p))
+    step = max(1, (1 << 22) // max(len(v), 1))
+    for a in range(0, len(p), step):
+        q = p[a:a + step]
+        dist = vv[None, :] - 2.0 * q @ v.T
+        idx[a:a + step] = np.argmin(dist, 1)
+        d2[a:a + step] = ((v[idx[a:a + step]] - q) ** 2).sum(1)
+    return idx, np.sqrt(d2)
+
+
 def mediapipe478_correspondences(mean: np.ndarray, ibug68: np.ndarray, canonical: np.ndarray, *,
                                  max_distance: float = 0.2) -> np.ndarray:
     """(478,) int64 model vertex per MediaPipe-478 point: the canonical mesh (468, 3) is placed on the model's
@@ -185,8 +202,6 @@ def mediapipe478_correspondences(mean: np.ndarray, ibug68: np.ndarray, canonical
     model's defined :data:`INNER_POINTS`; each canonical vertex takes the nearest model vertex in 3D, or -1
     when that is further than ``max_distance`` x the model's interocular distance (eye-centre to eye-centre:
     the canonical mesh reaches where the model has no surface). The iris points 468-477 are -1."""
-    from scipy.spatial import cKDTree
-
     v = np.asarray(mean, np.float64)
     can = np.asarray(canonical, np.float64)
     idx = np.asarray(ibug68, np.int64)
@@ -198,7 +213,7 @@ def mediapipe478_correspondences(mean: np.ndarray, ibug68: np.ndarray, canonical
         raise InputError("mediapipe478_correspondences needs at least 6 defined inner iBUG points")
     s, r, t = umeyama(can68[use], v[idx[use]], np.ones(len(use)))
     placed = s * can @ r.T + t
-    dist, near = cKDTree(v).query(placed)
+    near, dist = nearest_vertices(v, placed)
     iod = _interocular(np.where((idx >= 0)[:, None], v[np.maximum(idx, 0)], s * can68 @ r.T + t))
     out = np.full(478, -1, np.int64)
     out[:468] = np.where(dist <= max_distance * iod, near, -1)
