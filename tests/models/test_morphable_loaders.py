@@ -155,7 +155,9 @@ def test_sfm_identity_basis_is_scaled_orthonormal_and_edges_load(mirror):
     assert np.allclose(np.sqrt(eig[0]), 237.7, rtol=1e-3)  # sqrt of the first eigenvalue, 56502.4 mm^2
     faces, verts = load_sfm_edge_topology()
     assert faces.shape == verts.shape and faces.shape[1] == 2 and faces.max() < len(m.triangles)
-    assert verts.max() < m.n_vertices and faces.min() == -1               # boundary edges have one face
+    assert verts.max() < m.n_vertices and (faces < 0).any(1).sum() == 160  # boundary edges have one face
+    t = m.triangles
+    assert all(set(verts[i]) <= set(t[j]) for i in range(0, len(faces), 97) for j in faces[i] if j >= 0)
     assert (m.landmarks["ibug68"][[*range(8), *range(9, 17), 60, 64]] == -1).all()
 
 
