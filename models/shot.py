@@ -117,16 +117,22 @@ def source_identity(source: Source) -> dict:
 
 
 def frame_identities(source: Source) -> Callable[[int], Any]:
-    """A function frame number -> identity of the input that frame comes from (file stat)."""
+    """A function frame number -> identity of the input that frame comes from (a hash of its content)."""
     if source.kind == "movie" or source.kind == "still":
         ident = file_identity(source.path)
         return lambda n: ident
     plan = source._plan
     src = dict(zip(plan.frames, plan.sources))
+    memo: dict[int, Any] = {}
 
     def ident(n: int) -> Any:
         s = src.get(n)
-        return ["black"] if s is None else file_identity(source._pattern.path(s))
+        if s is None:
+            return ["black"]
+        if s not in memo:
+            memo.clear()  # held frames repeat the previous source; keep one entry
+            memo[s] = file_identity(source._pattern.path(s))
+        return memo[s]
     return ident
 
 
@@ -136,6 +142,8 @@ def analyse_shot(source: Source, options: AnalysisOptions = AnalysisOptions(),
     """The whole analysis of a shot: per-frame (cached) then shot-level (tracks, gates, fills, smoothing)."""
     frames = ShotAnalyser(options).analyse(source, cache_root)
     smooth = dataclasses.replace(smooth, gate=options.gate, fps=source.fps or smooth.fps)
+    if len(frames) < track.birth_hits:  # a still or a very short shot is valid input: its faces make tracks
+        track = dataclasses.replace(track, birth_hits=max(1, len(frames)))
     result = process_shot(frames, smooth, track)
     result.source = {"path": source.path, "kind": source.kind, "frames": [source.frames[0], source.frames[-1]],
                      "count": len(source.frames), "missing": list(source.missing), "fps": source.fps}

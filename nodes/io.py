@@ -13,7 +13,8 @@ from ..core.errors import InputError
 from ..core.io.source import open_source
 from ..core.io.video import TRANSFERS
 from ..core.io.frames import WRITE_MODES, SequenceInfo, SequenceWriter, iter_frames, sequence_info
-from ..core.io.images import EXR_COMPRESSIONS, NONFINITE_POLICIES, PIXEL_TYPES
+from ..core.fsutil import fingerprint, pattern_files
+from ..core.io.images import EXR_COMPRESSIONS, HALF_OVERFLOW_POLICIES, NONFINITE_POLICIES, PIXEL_TYPES
 from ..core.io.sequence import MISSING_POLICIES, SequencePattern, parse_frames, plan_frames
 from .types import (CATEGORY, FLOAT, IMAGE, INT, MASK, SEQUENCE, STRING, image_to_numpy, mask_to_numpy,
                     numpy_to_image, numpy_to_mask, widget)
@@ -57,15 +58,8 @@ class LoadImageSequence:
         }
 
     @classmethod
-    def IS_CHANGED(cls, path, frames="", first=0, count=0, missing="error", **_):
-        pattern = SequencePattern.parse(path)
-        h = hashlib.sha256(repr((path, frames, first, count, missing)).encode())
-        for f in pattern.scan():
-            try:
-                h.update(f"{f}:{os.stat(pattern.path(f)).st_mtime_ns}".encode())
-            except OSError:
-                pass
-        return h.hexdigest()
+    def IS_CHANGED(cls, path, **inputs):
+        return files_changed(path, inputs)
 
     def load(self, path, frames="", first=0, count=0, missing="error", channels="auto", layer="",
              nonfinite="error"):
@@ -120,12 +114,16 @@ class SaveEXRSequence:
                 "extra_mask": widget(MASK, "a mask to write as an extra layer (e.g. a face matte)"),
                 "extra_layer": widget(STRING, "the extra layer's name: written as channel <name>.Y",
                                       default="facegraph_mask"),
+                "half_overflow": widget(HALF_OVERFLOW_POLICIES, "values beyond half's range (|x| > 65504): error "
+                                        "(write nothing), clamp to 65504, or write that frame as float",
+                                        default="error"),
             },
-            "hidden": {"prompt": "PROMPT"},
+            "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"},
         }
 
     def save(self, images, path, pixel_type="half", compression="zip", mode="error", alpha=None, sequence=None,
-             start_frame=1001, extra_mask=None, extra_layer="facegraph_mask", prompt=None):
+             start_frame=1001, extra_mask=None, extra_layer="facegraph_mask", half_overflow="error", prompt=None,
+             unique_id=None):
         pixels = image_to_numpy(images)[..., :3]
         channels = ["R", "G", "B"]
         for mask, name in ((alpha, "A"), (extra_mask, f"{extra_layer.strip() or 'facegraph_mask'}.Y")):
@@ -146,16 +144,38 @@ class SaveEXRSequence:
         graph_hash = ""
         if prompt is not None:
             graph_hash = hashlib.sha256(json.dumps(prompt, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        inputs = prompt_inputs(prompt, unique_id)
         writer = SequenceWriter(path, mode=mode, pixel_type=pixel_type, compression=compression, channels=channels,
                                 attributes=info.attributes if info is not None else (), graph_hash=graph_hash,
-                                **windows)
-        with progress.task(len(frames), "write EXR") as bar:
+                                half_overflow=half_overflow, protect=inputs, **windows)
+        writer.check_inputs(frames, inputs)
+        with writer, progress.task(len(frames), "write EXR") as bar:
             for number, px in zip(frames, pixels):
                 writer.write(number, px)
                 bar.advance()
         written = writer.written + writer.skipped
-        return {"ui": {"text": [f"{len(writer.written)} written, {len(writer.skipped)} kept"]},
+        note = f", {len(writer.replaced)} re-rendered (another graph had written them)" if writer.replaced else ""
+        return {"ui": {"text": [f"{len(writer.written)} written, {len(writer.skipped)} kept{note}"]},
                 "result": ("\n".join(written),)}
+
+
+def files_changed(path: str, inputs: dict) -> str:
+    """IS_CHANGED for every node that reads files: the content identity of the files ``path`` names (see
+    core.fsutil.fingerprint) plus the node's other inputs, so edited frames are read again."""
+    return fingerprint(pattern_files(str(path or "")), extra=(path, sorted(inputs.items(), key=str)))
+
+
+def prompt_inputs(prompt: dict | None, own_id: str | None) -> list[str]:
+    """The files that the loader nodes of this prompt read (every other node's string input named ``path``):
+    a save node never writes over them, whatever its mode."""
+    files: list[str] = []
+    for nid, node in (prompt or {}).items():
+        if str(nid) == str(own_id) or not isinstance(node, dict):
+            continue
+        value = (node.get("inputs") or {}).get("path")
+        if isinstance(value, str) and value.strip() and "Save" not in str(node.get("class_type", "")):
+            files += pattern_files(value)
+    return files
 
 
 class LoadImage:
@@ -170,6 +190,10 @@ class LoadImage:
     def INPUT_TYPES(cls):
         return {"required": {"path": widget(STRING, "an image file", default="")},
                 "optional": {"layer": widget(STRING, "EXR layer (empty: the main one)", default="")}}
+
+    @classmethod
+    def IS_CHANGED(cls, path, **inputs):
+        return files_changed(path, inputs)
 
     def load(self, path, layer=""):
         from ..core.io.images import read_image
@@ -207,6 +231,10 @@ class LoadVideo:
                                        default="auto"),
             },
         }
+
+    @classmethod
+    def IS_CHANGED(cls, path, **inputs):
+        return files_changed(path, inputs)
 
     def load(self, path, frames="", first=0, count=0, start_frame=1001, transfer="srgb", matrix="auto",
              colour_range="auto"):

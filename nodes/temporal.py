@@ -21,6 +21,7 @@ from ..core.shot import ShotResult, SmoothOptions, exposure_gate, process_shot, 
 from ..core.temporal import SMOOTH_METHODS
 from ..models.registry import registry
 from ..models.store import default_cache_dir
+from .io import files_changed
 from .types import (ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, MODEL, SEQUENCE, STRING, TRACKS,
                     image_to_numpy, numpy_to_image, numpy_to_mask, widget)
 
@@ -68,6 +69,10 @@ class AnalyseShot:
             "fps": widget(FLOAT, "frame rate when the input has none (sequences)", default=24.0, min=1.0,
                           max=240.0),
         }}
+
+    @classmethod
+    def IS_CHANGED(cls, path, **inputs):
+        return files_changed(path, inputs)
 
     def analyse(self, path, frames="", missing="error", smoothing="rts", strength=0.0, cache=True, detector=None,
                 landmarks=None, recrop=1, eyes="auto", start_frame=1001, fps=24.0):
@@ -225,6 +230,10 @@ class ImportTracking:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"path": widget(STRING, "tracking.json or its folder", default="output/tracking")}}
+
+    @classmethod
+    def IS_CHANGED(cls, path, **inputs):
+        return files_changed(path, inputs)
 
     def load(self, path):
         result = read_export(path.strip())

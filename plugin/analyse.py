@@ -14,6 +14,8 @@ import numpy as np
 from ..core import progress
 from ..core.align import warp_to_crop
 from ..core.colour import ViewOptions
+from ..core.fsutil import OutputFolder
+from ..core.shotcache import stable_hash
 from ..core.io.frames import SequenceWriter
 from ..core.io.images import write_display_png
 from ..core.io.source import open_source
@@ -28,10 +30,31 @@ def analyse_to_disk(input_path: str, out: str | Path, *, frames: Sequence[int] |
                     missing: str = "hold", smooth: str = "rts", strength: float = 0.0, detector: str = "yunet_n",
                     landmarks: str = "mediapipe_landmarker_v2", crops: bool = True, crop_size: int = 512,
                     cache: bool = True, start_frame: int = 1001, fps: float | None = None, preview: bool = True,
-                    device: str = "auto") -> Iterator[str]:
+                    device: str = "auto", layer: str = "", nonfinite: str = "error",
+                    overwrite: bool = False) -> Iterator[str]:
+    """Analyse ``input_path`` into the folder ``out``. Refuses a non-empty ``out`` unless ``overwrite`` (then
+    what the previous run wrote there is removed first: see core.fsutil.OutputFolder) and never writes over
+    an input file. Every check that can fail cheaply (frame headers, output folder) runs before any work."""
     out = Path(out)
-    src = open_source(input_path, frames, missing=missing, start_frame=start_frame)
+    src = open_source(input_path, frames, missing=missing, start_frame=start_frame, layer=layer, nonfinite=nonfinite)
     src.fps = fps or src.fps or 24.0
+    planned = ["tracking/tracking.json", "tracking/npz/frame.####.npz"]
+    planned += ["crops/crop.####.exr"] if crops else []
+    planned += ["overlay.mp4", "contact_sheet.png"] if preview else []
+    folder = OutputFolder(out, planned)
+    removed = folder.prepare(overwrite=overwrite, inputs=src.input_files())
+    if removed:
+        yield f"removed {len(removed)} file(s) of the previous run in {out}"
+    try:
+        yield from _analyse(src, out, folder, missing=missing, smooth=smooth, strength=strength, detector=detector,
+                            landmarks=landmarks, crops=crops, crop_size=crop_size, cache=cache, preview=preview,
+                            device=device)
+    finally:
+        folder.finish()
+
+
+def _analyse(src, out: Path, folder: OutputFolder, *, missing, smooth, strength, detector, landmarks, crops,
+             crop_size, cache, preview, device) -> Iterator[str]:
     opts = AnalysisOptions(detector=detector, landmarks=landmarks, device=device)
     root = default_cache_dir() / "shots" if cache else None
     result = analyse_shot(src, opts, SmoothOptions(method=smooth, fps=src.fps).with_strength(strength), cache_root=root)
@@ -40,6 +63,7 @@ def analyse_to_disk(input_path: str, out: str | Path, *, frames: Sequence[int] |
            f"{filled} filled frame(s), smoothing {smooth}" + (f"; missing input frames {list(src.missing)}" if src.missing else ""))
     size = result.frames[0].size
     files = write_export(result, out / "tracking", crop_size=(crop_size, crop_size), plate_size=size)
+    folder.add(*files)
     yield f"tracking export: {out / 'tracking'} ({len(files)} files)"
     if not (crops or preview) or not result.tracks:
         if not result.tracks:
@@ -48,10 +72,12 @@ def analyse_to_disk(input_path: str, out: str | Path, *, frames: Sequence[int] |
     main = result.main_track()
     where = dict(zip(main.frames, main.alignments))
     faces_at = {ff.frame: ff for ff in result.frames}
-    writer = SequenceWriter(out / "crops" / "crop.####.exr", mode="overwrite", pixel_type="half") if crops else None
+    # the folder was emptied of earlier results by prepare(): nothing is ever overwritten here
+    writer = SequenceWriter(out / "crops" / "crop.####.exr", mode="error", pixel_type="half",
+                            protect=src.input_files(), graph_hash=stable_hash(result.params, 16)) if crops else None
     picks = set(np.unique(np.linspace(0, len(src.frames) - 1, min(8, len(src.frames))).round().astype(int)).tolist())
     tiles, labels = [], []
-    movie = VideoWriter(out / "overlay.mp4", src.fps, overwrite=True) if preview else None
+    movie = VideoWriter(out / "overlay.mp4", src.fps) if preview else None
     try:
         with progress.task(len(src.frames), "crops and previews") as bar:
             for i, frame in enumerate(src.frames_iter()):
@@ -67,15 +93,17 @@ def analyse_to_disk(input_path: str, out: str | Path, *, frames: Sequence[int] |
                         labels.append(str(frame.number))
                 bar.advance()
         if movie is not None:
-            movie.close()
+            folder.add(movie.close())
     except BaseException:
         if movie is not None:
             movie.abort()
         raise
     if writer is not None:
+        writer.close()
+        folder.add(*writer.written)
         yield f"stabilised crops (track {main.track_id}): {out / 'crops' / 'crop.####.exr'} ({len(writer.written)} frames)"
     if preview:
-        write_display_png(out / "contact_sheet.png", contact_sheet(tiles, labels=labels, tile_width=320))
+        folder.add(write_display_png(out / "contact_sheet.png", contact_sheet(tiles, labels=labels, tile_width=320)))
         yield f"previews: {out / 'overlay.mp4'}, {out / 'contact_sheet.png'}"
 
 

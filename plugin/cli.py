@@ -1,19 +1,24 @@
 """The ``facegraph`` command line. Library code raises; only this entry point turns errors into exit codes.
 
-Exit codes: 0 success, 1 a check failed (e.g. a hash mismatch in ``models verify``), 2 bad input or a failed run.
+Exit codes: 0 success, 1 a check failed (e.g. a hash mismatch in ``models verify``), 2 bad input or a failed run
+(one line naming the file / frame / node / option and what to do; the traceback only with ``--debug``),
+130 interrupted.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import math
+import os
+import re
 import sys
 
 import numpy as np
 from typing import Callable, Sequence
 
 from ..core import progress
-from ..core.errors import FacegraphError
+from ..core.errors import FacegraphError, InputError
 
 log = logging.getLogger("facegraph")
 
@@ -137,6 +142,10 @@ def _models_pin(args: argparse.Namespace) -> int:
     if len(unpinned) != 1:
         print(f"{spec.id} has {len(unpinned)} unpinned files; nothing to pin", file=sys.stderr)
         return 2
+    if args.file and not os.path.isfile(args.file):
+        raise InputError(f"--file: no such file {args.file!r}", hint="give the path of your local copy of the model")
+    if args.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", args.sha256):
+        raise InputError(f"--sha256: {args.sha256!r} is not a 64-digit hex sha256")
     sha = args.sha256 or sha256_of(args.file)
     default_store().pin(unpinned[0], sha)
     print(f"pinned {unpinned[0].path} = {sha}")
@@ -203,7 +212,7 @@ def view_from_args(args: argparse.Namespace):
 
 @command
 def add_convert(sub: argparse._SubParsersAction) -> None:
-    from ..core.io.images import EXR_COMPRESSIONS
+    from ..core.io.images import EXR_COMPRESSIONS, HALF_OVERFLOW_POLICIES
     from ..core.io.sequence import MISSING_POLICIES
 
     p = sub.add_parser("convert", help="transcode between sequences, stills and movies (EXR stays linear)")
@@ -215,6 +224,9 @@ def add_convert(sub: argparse._SubParsersAction) -> None:
     depth = p.add_mutually_exclusive_group()
     depth.add_argument("--half", dest="pixel_type", action="store_const", const="half", default="half")
     depth.add_argument("--float", dest="pixel_type", action="store_const", const="float")
+    add_read_arguments(p)
+    p.add_argument("--half-overflow", choices=HALF_OVERFLOW_POLICIES, default="error",
+                   help="values beyond half's range (|x| > 65504): error (write nothing), clamp, or write float")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--overwrite", dest="mode", action="store_const", const="overwrite", default="error")
     mode.add_argument("--resume", dest="mode", action="store_const", const="resume")
@@ -232,16 +244,28 @@ def _convert(args: argparse.Namespace) -> int:
     from ..core.io.sequence import parse_frames
     from ..core.io.source import open_source
 
-    src = open_source(args.input, parse_frames(args.frames), missing=args.missing, start_frame=args.start_frame)
+    src = open_source(args.input, parse_frames(args.frames), missing=args.missing, start_frame=args.start_frame,
+                      layer=args.layer, nonfinite=args.nonfinite)
     opts = ConvertOptions(pixel_type=args.pixel_type, compression=validate_compression(args.compression),
                           mode=args.mode, view=view_from_args(args), fps=args.fps, codec=args.codec,
-                          bit_depth=args.bit_depth)
+                          bit_depth=args.bit_depth, half_overflow=args.half_overflow)
     rep = convert(src, args.output, opts)
+    if rep.replaced:
+        log.warning("%d existing frame(s) came from another graph or other parameters and were re-rendered",
+                    rep.replaced)
     if src.missing:
         log.warning("%d missing input frame(s) filled by policy %r", len(src.missing), args.missing)
     log.info("%s: %d written, %d kept (frames %s-%s)", rep.output, rep.written, rep.kept, rep.frames[0],
              rep.frames[-1])
     return 0
+
+
+def add_read_arguments(p: argparse.ArgumentParser) -> None:
+    from ..core.io.images import NONFINITE_POLICIES
+
+    p.add_argument("--layer", default="", help="EXR layer holding the R, G, B channels (e.g. beauty)")
+    p.add_argument("--nonfinite", choices=NONFINITE_POLICIES, default="error",
+                   help="NaN/Inf pixels in the input: error (stop, naming the frame) or zero (replace with 0)")
 
 
 # --------------------------------------------------------------------------------------------- landmarks
@@ -284,9 +308,7 @@ def _landmarks(args: argparse.Namespace) -> int:
     pred = Predictor(args.model, device=args.device)
     boxes: dict[str, tuple] = {}
     if args.boxes_csv:
-        with open(args.boxes_csv, newline="") as fh:
-            for row in csv.DictReader(fh):
-                boxes[row["image"]] = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
+        boxes = _read_boxes_csv(args.boxes_csv)
     det = None
     if args.box is None and not boxes:
         det = load_model(args.detector, task="detect", device=args.device)
@@ -298,7 +320,7 @@ def _landmarks(args: argparse.Namespace) -> int:
         elif boxes:
             key = next((k for k in (path, os.path.basename(path)) if k in boxes), None)
             if key is None:
-                raise FacegraphError(f"no box for {path} in {args.boxes_csv}")
+                raise InputError(f"no box for {path} in {args.boxes_csv}")
             regions = [(args.box_kind, boxes[key])]
         else:
             found = det.detect([view], DetectOptions())[0]
@@ -316,6 +338,34 @@ def _landmarks(args: argparse.Namespace) -> int:
     print(json.dumps({"convention": "pixel-index" if args.index_coords else "pixel-area",
                       "model": args.model, "images": out}))
     return 0
+
+
+def _read_boxes_csv(path: str) -> dict[str, tuple]:
+    """image -> (x0, y0, x1, y1) from a CSV with columns image,x0,y0,x1,y1; InputError naming file, line, column."""
+    import csv
+
+    cols = ("image", "x0", "y0", "x1", "y1")
+    try:
+        fh = open(path, newline="")
+    except OSError as exc:
+        raise InputError(f"--boxes-csv: cannot read {path!r}: {exc.strerror or exc}") from None
+    out: dict[str, tuple] = {}
+    with fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in cols if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(f"--boxes-csv {path}: missing column(s) {', '.join(missing)}",
+                             hint=f"the header must be {','.join(cols)}")
+        for line, row in enumerate(reader, 2):
+            try:
+                box = tuple(float(row[k]) for k in cols[1:])
+            except (TypeError, ValueError):
+                raise InputError(f"--boxes-csv {path} line {line}: x0,y0,x1,y1 must be numbers, got "
+                                 f"{[row[k] for k in cols[1:]]}") from None
+            if not all(math.isfinite(v) for v in box) or box[2] <= box[0] or box[3] <= box[1]:
+                raise InputError(f"--boxes-csv {path} line {line}: not a box {box} (need x1 > x0, y1 > y0)")
+            out[row["image"]] = box
+    return out
 
 
 @command
@@ -385,6 +435,9 @@ def _eval_detect(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ analyse
+CROP_MIN, CROP_MAX = 16, 8192
+
+
 @command
 def add_analyse(sub: argparse._SubParsersAction) -> None:
     from ..core.io.sequence import MISSING_POLICIES
@@ -399,13 +452,16 @@ def add_analyse(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strength", type=float, default=0.0, help="> 0 smoother, < 0 follows faster")
     p.add_argument("--detector", default="yunet_n")
     p.add_argument("--landmarks", default="mediapipe_landmarker_v2")
-    p.add_argument("--crop-size", type=int, default=512)
+    p.add_argument("--crop-size", type=int, default=512, help=f"stabilised crop size, {CROP_MIN}-{CROP_MAX} px")
     p.add_argument("--no-crops", action="store_true")
     p.add_argument("--no-preview", action="store_true")
     p.add_argument("--no-cache", action="store_true")
     p.add_argument("--start-frame", type=int, default=1001)
     p.add_argument("--fps", type=float, help="frame rate for sequences (default: 24)")
     p.add_argument("--device", default="auto")
+    add_read_arguments(p)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace what an earlier run wrote into --out (its manifest); never other files")
     p.set_defaults(func=_analyse)
 
 
@@ -413,11 +469,18 @@ def _analyse(args: argparse.Namespace) -> int:
     from ..core.io.sequence import parse_frames
     from .analyse import analyse_to_disk
 
+    if not CROP_MIN <= args.crop_size <= CROP_MAX:
+        raise InputError(f"--crop-size {args.crop_size} is outside {CROP_MIN}-{CROP_MAX} px")
+    if not math.isfinite(args.strength):
+        raise InputError(f"--strength must be a finite number, got {args.strength}")
+    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+        raise InputError(f"--fps must be a positive number, got {args.fps}")
     for line in analyse_to_disk(args.input, args.out, frames=parse_frames(args.frames), missing=args.missing,
                                 smooth=args.smooth, strength=args.strength, detector=args.detector,
                                 landmarks=args.landmarks, crops=not args.no_crops, crop_size=args.crop_size,
                                 cache=not args.no_cache, start_frame=args.start_frame, fps=args.fps,
-                                preview=not args.no_preview, device=args.device):
+                                preview=not args.no_preview, device=args.device, layer=args.layer,
+                                nonfinite=args.nonfinite, overwrite=args.overwrite):
         print(line)
     return 0
 
@@ -447,27 +510,69 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"facegraph {version()}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    p.add_argument("--debug", action="store_true", help="debug logging, and the traceback of any error")
     sub = p.add_subparsers(dest="command", required=True)
     for add in COMMANDS.values():
         add(sub)
     return p
 
 
+_VALUE_OPTIONS = ("--frames", "--box", "--strength", "--stops", "--start-frame")
+_NEGATIVE = re.compile(r"-\d")
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--frames -3-2`` -> ``--frames=-3-2``: argparse would take a value starting with '-' for an option."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in _VALUE_OPTIONS and i + 1 < len(argv) and _NEGATIVE.match(argv[i + 1]):
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from ..core.fsutil import job
     from .reporters import TqdmReporter
 
-    args = build_parser().parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="facegraph: %(message)s", stream=sys.stderr)
+    argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
     try:
-        with progress.reporting(TqdmReporter()):
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its usage line and message
+        return int(exc.code or 0) if exc.code in (0, None) else 2
+    level = logging.DEBUG if args.verbose or args.debug else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="facegraph: %(message)s", stream=sys.stderr)
+    logging.getLogger().setLevel(level)
+    try:
+        with job(), progress.reporting(TqdmReporter()):
             return int(args.func(args) or 0)
     except FacegraphError as exc:
-        log.error("%s", exc)
+        if args.debug:
+            log.exception("%s", exc)
+        else:
+            log.error("%s", exc)
         return 2
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    except OSError as exc:  # an OS refusal that no layer below named (permissions, disk full, ...)
+        where = f" [file={exc.filename}]" if getattr(exc, "filename", None) else ""
+        log.error("%s%s. Check the path, its permissions and the free space%s", exc.strerror or exc, where,
+                  "" if args.debug else " (--debug shows the traceback)")
+        if args.debug:
+            log.exception("traceback")
+        return 2
+    except Exception as exc:  # a bug: still one line, the traceback on request
+        log.error("internal error in %s: %s: %s. Please report it with the output of --debug", args.command,
+                  type(exc).__name__, exc)
+        if args.debug:
+            log.exception("traceback")
+        return 2
 
 
 def entry() -> None:  # console-script entry point: the only place that exits the process

@@ -181,15 +181,7 @@ class Runner:
         typ = _SCALAR_TYPES.get(want)
         if typ is None:
             raise GraphError(f"input {name!r} of type {want} must be linked to another node", node=nid)
-        try:
-            if typ is bool and isinstance(value, str):
-                value = value.strip().lower() in ("1", "true", "yes", "on")
-            elif typ is str and not isinstance(value, str):
-                value = "" if value is None else str(value)
-            else:
-                value = typ(value)
-        except (TypeError, ValueError):
-            raise GraphError(f"input {name!r} = {value!r} is not a valid {want}", node=nid) from None
+        value = _coerce(nid, name, want, typ, value)
         if typ in (int, float):
             lo, hi = opts.get("min"), opts.get("max")
             if (lo is not None and value < lo) or (hi is not None and value > hi):
@@ -228,6 +220,12 @@ class Runner:
 
     # -------------------------------------------------------------------------------------------- run
     def run(self, graph: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> GraphRun:
+        from ..core.fsutil import job
+
+        with job():  # files any node reads are never written over by any node of this run
+            return self._run(graph, params)
+
+    def _run(self, graph: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> GraphRun:
         prepared = self.prepare(graph, params)
         graph_hash = hashlib.sha256(json.dumps(prepared, sort_keys=True, default=str).encode()).hexdigest()[:16]
         order = self.order(prepared)
@@ -264,6 +262,48 @@ class Runner:
         return GraphRun(outputs=results, ui=ui, order=order, seconds=seconds, graph_hash=graph_hash)
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _coerce(nid: str, name: str, want: str, typ: type, value: Any) -> Any:
+    """A widget value of the declared type, strictly: INT takes integers (2.0 yes, 2.7 and true no), FLOAT
+    takes finite numbers (no NaN / Inf, no booleans), BOOLEAN takes true/false (or 1/0, yes/no, on/off)."""
+    bad = GraphError(f"input {name!r} = {value!r} is not a valid {want}", node=nid)
+    if typ is str:
+        return "" if value is None else str(value) if not isinstance(value, (dict, list)) else _raise(bad)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise bad
+    if isinstance(value, bool):
+        raise bad
+    if isinstance(value, str):
+        try:
+            value = float(value.strip()) if typ is float or "." in value or "e" in value.lower() else int(value.strip())
+        except ValueError:
+            raise bad from None
+    if not isinstance(value, (int, float)):
+        raise bad
+    if typ is int:
+        if isinstance(value, float):
+            if not (value == value and abs(value) != float("inf") and value.is_integer()):
+                raise GraphError(f"input {name!r} = {value!r} is not a valid INT (a whole number)", node=nid)
+            value = int(value)
+        return int(value)
+    value = float(value)
+    if value != value or abs(value) == float("inf"):
+        raise GraphError(f"input {name!r} = {value!r} is not a valid FLOAT (finite numbers only)", node=nid)
+    return value
+
+
+def _raise(exc: Exception):
+    raise exc
+
+
 def _sort_key(nid: str) -> tuple:
     return (0, int(nid), "") if nid.isdigit() else (1, 0, nid)
 
@@ -282,9 +322,28 @@ def apply_overrides(graph: dict, assignments: Mapping[str, Any]) -> dict[str, An
     return params
 
 
+def referenced_parameters(value: Any) -> set[str]:
+    """The ``${name}`` parameters a graph (or any part of it) uses."""
+    if isinstance(value, str):
+        return set(_PARAM.findall(value))
+    if isinstance(value, list):
+        return set().union(*(referenced_parameters(v) for v in value)) if value else set()
+    if isinstance(value, dict):
+        return set().union(*(referenced_parameters(v) for v in value.values())) if value else set()
+    return set()
+
+
 def run_file(path: str | Path, assignments: Mapping[str, Any] | None = None) -> GraphRun:
     graph, defaults = load_graph_file(path)
-    params = {**defaults, **apply_overrides(graph, dict(assignments or {}))}
+    given = apply_overrides(graph, dict(assignments or {}))
+    known = set(defaults) | referenced_parameters(graph)
+    for name in given:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=3)
+            raise GraphError(f"--set {name}: the graph has no parameter {name!r}", file=str(path),
+                             hint=(f"did you mean {', '.join(close)}? " if close else "")
+                             + f"parameters: {', '.join(sorted(known)) or 'none'}; a node input is set as NODE.INPUT")
+    params = {**defaults, **given}
     try:
         return Runner().run(graph, params)
     except FacegraphError as exc:

@@ -14,6 +14,8 @@ import numpy as np
 from .. import progress
 from ..colour import ViewOptions, apply_view
 from ..errors import InputError
+from ..fsutil import check_disjoint
+from ..shotcache import stable_hash
 from .frames import SequenceWriter
 from .images import STILL_FORMATS
 from .sequence import SequencePattern
@@ -30,6 +32,7 @@ class ConvertOptions:
     fps: float | None = None
     codec: str = "h264"
     bit_depth: int = 8
+    half_overflow: str = "error"   # values beyond half's range: error | clamp | float (see write_image)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +41,7 @@ class ConvertReport:
     kept: int
     output: str
     frames: tuple[int, ...]
+    replaced: int = 0   # resumed frames that another graph had written, re-rendered
 
 
 def convert(src: Source | str, output: str, options: ConvertOptions = ConvertOptions(),
@@ -57,24 +61,37 @@ def convert(src: Source | str, output: str, options: ConvertOptions = ConvertOpt
         raise InputError(f"{len(src.frames)} frames cannot go to one still {output!r}",
                          hint="use a frame pattern such as out.####.exr")
     display = ext != ".exr"
+    inputs = src.input_files()
+    numbers = [None] if pattern.is_still else list(src.frames)
+    check_disjoint([pattern.path(f) for f in numbers], inputs, what="output of convert")
+    # what a resumed frame must match: the input, its frames and every option that changes the pixels
+    opts = dataclasses.asdict(options)
+    opts.pop("mode")
+    graph_hash = stable_hash({"convert": src.path, "read": src._read, "options": opts}, 16)
     writer = None
-    with progress.task(len(src.frames), f"convert -> {os.path.basename(output)}") as bar:
-        for frame in src.frames_iter():
-            if writer is None:
-                info = frame.info
-                keep = info is not None and ext == ".exr" and src.kind != "movie"
-                writer = SequenceWriter(
-                    pattern, mode=options.mode, pixel_type=options.pixel_type, compression=options.compression,
-                    attributes=info.attributes if keep else (),
-                    data_window=info.data_window if keep else None,
-                    display_window=info.display_window if keep else None, bit_depth=options.bit_depth,
-                    encoded=display)
-            px = frame.pixels
-            if display:
-                px = _display(px, options.view)
-            writer.write(frame.number if not pattern.is_still else None, px)
-            bar.advance()
-    return ConvertReport(written=len(writer.written), kept=len(writer.skipped), output=output, frames=src.frames)
+    try:
+        with progress.task(len(src.frames), f"convert -> {os.path.basename(output)}") as bar:
+            for frame in src.frames_iter():
+                if writer is None:
+                    info = frame.info
+                    keep = info is not None and ext == ".exr" and src.kind != "movie"
+                    writer = SequenceWriter(
+                        pattern, mode=options.mode, pixel_type=options.pixel_type, compression=options.compression,
+                        attributes=info.attributes if keep else (),
+                        data_window=info.data_window if keep else None,
+                        display_window=info.display_window if keep else None, bit_depth=options.bit_depth,
+                        encoded=display, graph_hash=graph_hash, half_overflow=options.half_overflow,
+                        protect=inputs)
+                px = frame.pixels
+                if display:
+                    px = _display(px, options.view)
+                writer.write(frame.number if not pattern.is_still else None, px)
+                bar.advance()
+    finally:
+        if writer is not None:
+            writer.close()
+    return ConvertReport(written=len(writer.written), kept=len(writer.skipped), output=output, frames=src.frames,
+                         replaced=len(writer.replaced))
 
 
 def _display(px: np.ndarray, view: ViewOptions) -> np.ndarray:
@@ -84,6 +101,7 @@ def _display(px: np.ndarray, view: ViewOptions) -> np.ndarray:
 
 
 def _to_movie(src: Source, output: str, options: ConvertOptions) -> ConvertReport:
+    check_disjoint([output], src.input_files(), what="output of convert")
     fps = options.fps or src.fps or 24.0
     n = 0
     with VideoWriter(output, fps, codec=options.codec, view=options.view, overwrite=options.mode == "overwrite") as w:

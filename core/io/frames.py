@@ -8,17 +8,22 @@ the first missing one.
 """
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import logging
 import os
 import queue
 import threading
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 
 from ..errors import ImageIOError, InputError
+from ..fsutil import check_disjoint
 from ..version import version
-from .images import ImageInfo, read_image, write_image
+from .images import ImageInfo, read_header, read_image, write_image
+
+log = logging.getLogger(__name__)
 from .sequence import FramePlan, SequencePattern, plan_frames
 
 WriteMode = Literal["error", "overwrite", "resume"]
@@ -82,6 +87,8 @@ def iter_frames(pattern: SequencePattern | str, frames: Sequence[int] | None = N
         if src is None:
             if not shape:
                 first = next((s for s in plan.sources if s is not None), None)
+                if first is None:  # a chunk of black fills only (the rest cached): any frame on disk sets the size
+                    first = next(iter(pattern.scan()), None)
                 if first is None:
                     raise ImageIOError("no frame to take the size of a black fill from", file=pattern.display())
                 px, _ = read_image(pattern.path(first), channels=channels, layer=layer, nonfinite=nonfinite,
@@ -135,7 +142,8 @@ def _prefetch(load, n: int, window: int) -> Iterator[Frame]:
             return
         q.put(_DONE)
 
-    t = threading.Thread(target=work, name="facegraph-read", daemon=True)
+    ctx = contextvars.copy_context()  # the reader thread notes its inputs in the caller's job
+    t = threading.Thread(target=ctx.run, args=(work,), name="facegraph-read", daemon=True)
     t.start()
     try:
         while True:
@@ -161,16 +169,67 @@ def sequence_info(pattern: SequencePattern, frames: Sequence[Frame]) -> Sequence
                         attributes=first.attributes, encoding=first.encoding)
 
 
+#: output locks held by this process (lock path -> writer): a new writer of the same output takes over
+_HELD: dict[str, "SequenceWriter"] = {}
+
+
+def check_headers(pattern: SequencePattern, plan: FramePlan) -> None:
+    """Open every planned frame's header (cheap, no pixels) before any work, so a frame that cannot be read
+    fails in seconds rather than after hours on the frames before it. Raises one ImageIOError listing every
+    bad frame (missing, zero-byte, not an image, over-large) and any frame whose size differs from the first."""
+    bad: list[str] = []
+    size = None
+    for src in sorted({s for s in plan.sources if s is not None}):
+        path = pattern.path(src)
+        try:
+            h = read_header(path, frame=src)
+        except ImageIOError as exc:
+            bad.append(f"frame {src}: {exc.message}")
+            continue
+        if size is None:
+            size = (h.width, h.height, src)
+        elif (h.width, h.height) != size[:2]:
+            bad.append(f"frame {src}: {h.width}x{h.height} differs from frame {size[2]}'s {size[0]}x{size[1]}")
+    if bad:
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise ImageIOError(f"{len(bad)} frame(s) cannot be used: " + "; ".join(bad[:5]) + more,
+                           file=pattern.display(), hint="nothing was processed; fix or remove those frames, "
+                           "or choose a missing-frame policy for frames that are absent")
+
+
+def read_graph_hash(path: str) -> str | None:
+    """The ``facegraph:graph_hash`` a frame was written with (header only), or None (absent / unreadable)."""
+    import OpenImageIO as oiio
+
+    inp = oiio.ImageInput.open(path)
+    if inp is None:
+        oiio.geterror()
+        return None
+    try:
+        value = inp.spec().get_string_attribute(GRAPH_HASH_ATTR, "")
+    finally:
+        inp.close()
+    return value or None
+
+
 class SequenceWriter:
     """Writes frames of one output pattern. mode: ``error`` (refuse existing files), ``overwrite``, ``resume``
-    (keep existing frames, write only missing ones)."""
+    (keep existing frames written by the same graph, i.e. whose ``facegraph:graph_hash`` matches; frames
+    from another graph or parameters are re-rendered and listed in :attr:`replaced`).
+
+    One writer per output: the first write takes an exclusive lock beside the frames (a second process
+    writing the same pattern fails at once naming it) and removes temp files a killed writer left behind.
+    ``protect``: input files this output must never replace (checked per frame, and up front by
+    :meth:`check_inputs`). Use as a context manager, or call :meth:`close`, to release the lock.
+    """
 
     def __init__(self, pattern: SequencePattern | str, *, mode: str = "error", pixel_type: str = "half",
                  compression: str = "zip", channels: Sequence[str] | None = None,
                  attributes: Sequence[tuple[str, str, Any]] = (), graph_hash: str = "",
                  data_window: tuple[int, int, int, int] | None = None,
                  display_window: tuple[int, int, int, int] | None = None, nonfinite: str = "error",
-                 bit_depth: int = 8, encoded: bool = False, threads: int = 0) -> None:
+                 bit_depth: int = 8, encoded: bool = False, threads: int = 0, half_overflow: str = "error",
+                 protect: Iterable[str] = ()) -> None:
         if mode not in WRITE_MODES:
             raise InputError(f"write mode must be one of {WRITE_MODES}, got {mode!r}")
         self.pattern = pattern if isinstance(pattern, SequencePattern) else SequencePattern.parse(pattern)
@@ -186,8 +245,92 @@ class SequenceWriter:
         self.bit_depth = bit_depth
         self.encoded = encoded
         self.threads = threads
+        self.half_overflow = half_overflow
+        self.protect = tuple(os.fspath(p) for p in protect)
         self.written: list[str] = []
         self.skipped: list[str] = []
+        self.replaced: list[str] = []
+        self._lock_fh = None
+
+    # ------------------------------------------------------------------------------------ lock + hygiene
+    def _lock_path(self) -> str:
+        head = os.path.basename(self.pattern.head)
+        return os.path.join(os.path.dirname(self.pattern.head) or ".",
+                            f".{head}{'#' * (self.pattern.pad or 0)}{self.pattern.tail}.facegraph-lock")
+
+    def _acquire(self) -> None:
+        if self._lock_fh is not None:
+            return
+        import fcntl
+
+        lock = os.path.realpath(self._lock_path())
+        previous = _HELD.pop(lock, None)
+        if previous is not None:  # a writer of this process that was never closed (an interrupted node)
+            previous.close()
+        try:
+            os.makedirs(os.path.dirname(lock) or ".", exist_ok=True)
+            fh = open(lock, "a+")
+        except OSError as exc:
+            raise ImageIOError(f"cannot write here: {exc.strerror or exc}", file=self.pattern.display(),
+                               hint="check that the folder exists, is writable and has free space") from None
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            raise ImageIOError("another writer is writing this output right now", file=self.pattern.display(),
+                               hint="wait for it to finish, or write to another path") from None
+        self._lock_fh = fh
+        self._lock_real = lock
+        _HELD[lock] = self
+        self._clean_temps()
+
+    def _clean_temps(self) -> None:
+        """Remove temp files of this pattern that a killed writer left (safe: we hold the lock)."""
+        directory = os.path.dirname(self.pattern.head) or "."
+        prefix = "." + os.path.basename(self.pattern.head)
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return
+        for name in names:
+            if name.startswith(prefix) and ".tmp" in name and not name.endswith(".facegraph-lock"):
+                rest = name[len(prefix):]
+                digits = rest.split(".", 1)[0].lstrip("-")
+                if self.pattern.is_still or (digits.isdigit() and rest[len(rest.split('.', 1)[0]):].startswith(
+                        self.pattern.tail + ".")):
+                    try:
+                        os.unlink(os.path.join(directory, name))
+                        log.info("removed a temp file left by a killed writer: %s", name)
+                    except OSError:
+                        pass
+
+    def close(self) -> None:
+        """Release the output lock (idempotent)."""
+        if self._lock_fh is not None:
+            if _HELD.get(self._lock_real) is self:
+                del _HELD[self._lock_real]
+            try:
+                os.unlink(self._lock_path())
+            except OSError:
+                pass
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def __enter__(self) -> "SequenceWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def check_inputs(self, frames: Sequence[int | None], inputs: Iterable[str]) -> None:
+        """Before any work: refuse when one of this output's frames would be one of ``inputs``."""
+        check_disjoint([self.path(f) for f in frames], inputs)
 
     def path(self, frame: int | None) -> str:
         return self.pattern.path(frame)
@@ -199,13 +342,21 @@ class SequenceWriter:
         """Write one frame (``None`` for a still pattern); returns its path, or None when resume mode kept an
         existing file."""
         path = self.path(frame)
-        if os.path.exists(path):
-            if self.mode == "resume":
+        if self.protect:
+            check_disjoint([path], self.protect)
+        exists = os.path.exists(path)
+        if exists and self.mode == "error":
+            raise ImageIOError("output frame exists", file=path, frame=frame,
+                               hint="choose mode 'overwrite' to replace it or 'resume' to keep it")
+        self._acquire()
+        if exists and self.mode == "resume":
+            found = read_graph_hash(path)
+            if (found or "") == (self.graph_hash or ""):
                 self.skipped.append(path)
                 return None
-            if self.mode == "error":
-                raise ImageIOError("output frame exists", file=path, frame=frame,
-                                   hint="choose mode 'overwrite' to replace it or 'resume' to keep it")
+            log.warning("resume: %s was written by another graph or other parameters (hash %s, this run %s): "
+                        "re-rendering it", path, found or "none", self.graph_hash or "none")
+            self.replaced.append(path)
         attrs = list(self.attributes) + [(FACEGRAPH_VERSION_ATTR, "string", version())]
         if frame is not None:
             attrs.append((FRAME_ATTR, "int", int(frame)))
@@ -215,10 +366,13 @@ class SequenceWriter:
         write_image(path, pixels, channels=self.channels, pixel_type=self.pixel_type,
                     compression=self.compression, data_window=origin, display_window=self.display_window,
                     attributes=attrs, overwrite=self.mode != "error", nonfinite=self.nonfinite, frame=frame,
-                    bit_depth=self.bit_depth, encoded=self.encoded, threads=self.threads)
+                    bit_depth=self.bit_depth, encoded=self.encoded, threads=self.threads,
+                    half_overflow=self.half_overflow)
         self.written.append(path)
         return path
 
     def first_missing(self, frames: Sequence[int]) -> int | None:
-        """The first of ``frames`` with no file yet (where a resumed run starts), or None if all exist."""
-        return next((f for f in frames if not self.exists(f)), None)
+        """The first of ``frames`` with no file yet, or written by another graph (where a resumed run
+        starts), or None if all are done."""
+        return next((f for f in frames if not self.exists(f) or (read_graph_hash(self.path(f)) or "") != (
+            self.graph_hash or "")), None)

@@ -12,14 +12,17 @@ needed to write the frame back where it came from.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
-import tempfile
 from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
 from ..colour import linear_to_srgb, srgb_to_linear
 from ..errors import ImageIOError, InputError
+from ..fsutil import note_input, refuse_input, temp_beside
+
+log = logging.getLogger(__name__)
 
 PixelType = Literal["half", "float"]
 PIXEL_TYPES: tuple[str, ...] = ("half", "float")
@@ -27,6 +30,17 @@ PIXEL_TYPES: tuple[str, ...] = ("half", "float")
 EXR_COMPRESSIONS: tuple[str, ...] = ("none", "rle", "zips", "zip", "piz", "pxr24", "b44", "b44a", "dwaa", "dwab")
 NonFinitePolicy = Literal["error", "zero"]
 NONFINITE_POLICIES: tuple[str, ...] = ("error", "zero")
+#: what to do with finite values beyond half float's range (|x| > 65504) when writing half
+HalfOverflowPolicy = Literal["error", "clamp", "float"]
+HALF_OVERFLOW_POLICIES: tuple[str, ...] = ("error", "clamp", "float")
+HALF_MAX = 65504.0  # largest finite IEEE 754 binary16 value
+#: largest frame read without being asked (pixels); FACEGRAPH_MAX_PIXELS raises it. 8192 x 8192 float RGBA is
+#: 1 GiB per decoded frame; a 16384^2 frame peaked at 13 GB through the analysis chain.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+#: OIIO format names whose pixel values are linear already (everything else with integer pixels is sRGB)
+_LINEAR_FORMATS = ("openexr", "hdr", "pfm")
+_NONFINITE_HINT = ("use the nonfinite policy 'zero' to replace them with 0 (--nonfinite zero on the command "
+                   "line, the nonfinite input on the nodes)")
 
 FLOAT_FORMATS = (".exr", ".hdr", ".pfm")
 STILL_FORMATS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -95,13 +109,15 @@ def _pick_channels(names: Sequence[str], want: str | Sequence[str] | None, layer
     if want is None or want == "auto":
         rgb = [lower.get((prefix + c).lower()) for c in "rgb"]
         if None in rgb:
-            if not layer and len(names) in (1, 2) and names[0].upper() in ("Y", "R", "L", "GRAY"):
+            if not layer and len(names) in (1, 2) and names[0].upper() in ("Y", "L", "GRAY", "LUMINANCE") and (
+                    len(names) == 1 or names[1].upper() == "A"):
                 idx = [0, 0, 0]  # luminance-only file: replicate
                 if len(names) == 2:
                     idx.append(1)
                 return idx
             raise ImageIOError(f"no {prefix}R/G/B channels (found {list(names)})", file=path, frame=frame,
-                               hint="name the channels to read, or the layer that holds them")
+                               hint="channels are picked by name: name the channels to read (channels=...), "
+                                    "or the layer that holds them (--layer / the layer input)")
         a = lower.get((prefix + "a").lower())
         return rgb + ([a] if a is not None else [])
     wanted = list(want) if isinstance(want, str) and want.isalpha() and want.isupper() else (
@@ -130,7 +146,7 @@ def read_image(path: str | os.PathLike, *, channels: str | Sequence[str] | None 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ImageIOError("file not found", file=path, frame=frame)
-    ext = os.path.splitext(path)[1].lower()
+    note_input(path)
     config = oiio.ImageSpec()
     config.attribute("oiio:UnassociatedAlpha", 1)  # stills: get straight alpha, decode, then premultiply
     inp = oiio.ImageInput.open(path, config)
@@ -140,8 +156,8 @@ def read_image(path: str | os.PathLike, *, channels: str | Sequence[str] | None 
         if threads and hasattr(inp, "threads"):
             inp.threads(threads)
         spec = inp.spec()
-        if spec.width <= 0 or spec.height <= 0 or spec.nchannels <= 0:
-            raise ImageIOError(f"empty image ({spec.width}x{spec.height}x{spec.nchannels})", file=path, frame=frame)
+        check_spec(spec, path, frame)
+        real_format = inp.format_name().lower()
         names = list(spec.channelnames)
         idx = _pick_channels(names, channels, layer, path, frame)
         lo, hi = min(idx), max(idx) + 1
@@ -165,7 +181,7 @@ def read_image(path: str | os.PathLike, *, channels: str | Sequence[str] | None 
     integer = fmt in ("uint8", "uint16", "int8", "int16", "uint32", "int32")
     encoding = "linear"
     has_alpha = len(out_names) == 4 and out_names[3].lower().endswith("a")
-    if integer and ext not in FLOAT_FORMATS:
+    if integer and real_format not in _LINEAR_FORMATS:
         if "linear" not in colourspace:
             encoding = "srgb"
             pixels[..., :3] = srgb_to_linear(pixels[..., :3])
@@ -179,13 +195,65 @@ def read_image(path: str | os.PathLike, *, channels: str | Sequence[str] | None 
         if nonfinite == "zero":
             pixels[bad] = 0.0
         else:
-            raise ImageIOError(f"{int(bad.sum())} NaN/Inf values", file=path, frame=frame,
-                               hint="use nonfinite='zero' to replace them with 0")
+            raise ImageIOError(f"{int(bad.sum())} NaN/Inf values", file=path, frame=frame, hint=_NONFINITE_HINT)
     info = ImageInfo(path=path, channels=out_names,
                      data_window=(spec.x, spec.y, spec.width, spec.height),
                      display_window=(spec.full_x, spec.full_y, spec.full_width, spec.full_height),
                      pixel_type=fmt, attributes=attrs, encoding=encoding)
     return pixels, info
+
+
+def max_pixels() -> int:
+    """The largest frame (width x height) read without being asked: FACEGRAPH_MAX_PIXELS or the default."""
+    text = os.environ.get("FACEGRAPH_MAX_PIXELS", "")
+    try:
+        return int(text) if text.strip() else DEFAULT_MAX_PIXELS
+    except ValueError:
+        raise InputError(f"FACEGRAPH_MAX_PIXELS={text!r} is not an integer") from None
+
+
+def check_spec(spec, path: str, frame: int | None) -> None:
+    """Refuse empty and over-large images before any pixel is decoded."""
+    if spec.width <= 0 or spec.height <= 0 or spec.nchannels <= 0:
+        raise ImageIOError(f"empty image ({spec.width}x{spec.height}x{spec.nchannels})", file=path, frame=frame)
+    limit = max_pixels()
+    if spec.width * spec.height > limit:
+        raise ImageIOError(f"frame of {spec.width}x{spec.height} is larger than the limit of {limit} pixels",
+                           file=path, frame=frame,
+                           hint="set FACEGRAPH_MAX_PIXELS to a larger number of pixels if this machine has the memory")
+
+
+@dataclasses.dataclass(frozen=True)
+class Header:
+    """What a header read tells without decoding pixels."""
+
+    path: str
+    width: int
+    height: int
+    channels: tuple[str, ...]
+    format: str
+
+
+def read_header(path: str | os.PathLike, *, frame: int | None = None) -> Header:
+    """Open ``path`` and read its header only (cheap: no pixels). Raises ImageIOError for a missing,
+    unreadable, empty or over-large file, naming the file and frame."""
+    import OpenImageIO as oiio
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ImageIOError("file not found", file=path, frame=frame)
+    if os.path.getsize(path) == 0:
+        raise ImageIOError("empty file (0 bytes)", file=path, frame=frame)
+    inp = oiio.ImageInput.open(path)
+    if inp is None:
+        raise ImageIOError(f"cannot open: {oiio.geterror() or 'unknown format'}", file=path, frame=frame)
+    try:
+        spec = inp.spec()
+        check_spec(spec, path, frame)
+        return Header(path=path, width=spec.width, height=spec.height, channels=tuple(spec.channelnames),
+                      format=inp.format_name().lower())
+    finally:
+        inp.close()
 
 
 def write_image(path: str | os.PathLike, pixels: np.ndarray, *, channels: Sequence[str] | None = None,
@@ -194,7 +262,7 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, *, channels: Sequen
                 display_window: tuple[int, int, int, int] | None = None,
                 attributes: Iterable[tuple[str, str, Any]] = (), overwrite: bool = False,
                 nonfinite: str = "error", frame: int | None = None, bit_depth: int = 8,
-                encoded: bool = False, threads: int = 0) -> str:
+                encoded: bool = False, threads: int = 0, half_overflow: str = "error") -> str:
     """Write (H, W, C) float32 linear premultiplied pixels atomically (temp file + rename).
 
     EXR keeps the values as they are (half/float). PNG/JPEG/TIFF are sRGB-encoded with straight alpha,
@@ -202,7 +270,10 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, *, channels: Sequen
     ``display_window`` (x, y, w, h); both default to the array itself. Refuses to replace an existing file
     unless ``overwrite``. ``encoded``: the pixels are already display-referred [0, 1] (a view transform was
     applied) and are written to PNG/JPEG/TIFF without the sRGB encode. ``threads``: OIIO worker threads for
-    this file (0 = OIIO's global setting). Returns the path written.
+    this file (0 = OIIO's global setting). ``half_overflow``: finite values beyond half's range (|x| > 65504)
+    would become Inf in a half EXR: ``error`` refuses (nothing written), ``clamp`` clamps them to +-65504,
+    ``float`` writes this file as 32-bit float instead. Never replaces a file this process read as an input.
+    Returns the path written.
     """
     import OpenImageIO as oiio
 
@@ -221,6 +292,9 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, *, channels: Sequen
         raise ImageIOError(f"{len(channels)} channel names for {c} channels", file=path, frame=frame)
     if os.path.exists(path) and not overwrite:
         raise ImageIOError("file exists", file=path, frame=frame, hint="set overwrite to replace it")
+    refuse_input(path, frame)
+    if half_overflow not in HALF_OVERFLOW_POLICIES:
+        raise InputError(f"half_overflow must be one of {HALF_OVERFLOW_POLICIES}, got {half_overflow!r}")
     ext = os.path.splitext(path)[1].lower()
     data = np.ascontiguousarray(pixels, dtype=np.float32)
     if not all_finite(data):
@@ -229,11 +303,24 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, *, channels: Sequen
             data = np.where(finite, data, 0.0).astype(np.float32)
         else:
             raise ImageIOError(f"{int((~finite).sum())} NaN/Inf values in the image to write", file=path,
-                               frame=frame, hint="nothing was written; use nonfinite='zero' to write 0 instead")
+                               frame=frame, hint="nothing was written; " + _NONFINITE_HINT)
 
     if ext == ".exr":
         if pixel_type not in PIXEL_TYPES:
             raise InputError(f"pixel_type must be one of {PIXEL_TYPES}, got {pixel_type!r}")
+        if pixel_type == "half" and data.size and max(float(data.max()), -float(data.min())) > HALF_MAX:
+            n = int((np.abs(data) > HALF_MAX).sum())
+            if half_overflow == "error":
+                raise ImageIOError(f"{n} values exceed half float's range (|x| > {HALF_MAX:g}) and would be "
+                                   "written as Inf", file=path, frame=frame,
+                                   hint="nothing was written; write float (--float / pixel_type float), or "
+                                        "choose the half overflow policy 'clamp' or 'float' (--half-overflow)")
+            if half_overflow == "clamp":
+                log.warning("%s: %d values beyond +-%g clamped to half's range", path, n, HALF_MAX)
+                data = np.clip(data, -HALF_MAX, HALF_MAX)
+            else:
+                log.warning("%s: %d values beyond half's range: written as float", path, n)
+                pixel_type = "float"
         fmt = oiio.HALF if pixel_type == "half" else oiio.FLOAT
         spec = oiio.ImageSpec(w, h, c, fmt)
         spec.attribute("compression", validate_compression(compression))
@@ -266,10 +353,7 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, *, channels: Sequen
         except (TypeError, ValueError, RuntimeError):
             spec.attribute(name, str(value))
 
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp" + ext, dir=directory)
-    os.close(fd)
+    tmp = temp_beside(path, ext)
     try:
         out = oiio.ImageOutput.create(tmp)
         if out is None:
@@ -280,12 +364,16 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, *, channels: Sequen
             raise ImageIOError(f"cannot open for writing: {out.geterror()}", file=path, frame=frame)
         ok = out.write_image(data)
         err = out.geterror()
-        out.close()
+        ok = out.close() and ok
         if not ok:
-            raise ImageIOError(f"cannot write pixels: {err}", file=path, frame=frame)
+            raise ImageIOError(f"cannot write pixels: {err or out.geterror() or 'disk full?'}", file=path,
+                               frame=frame, hint="check the free space and permissions of the output folder")
         if os.path.exists(path) and not overwrite:  # someone else wrote it meanwhile
             raise ImageIOError("file appeared while writing", file=path, frame=frame)
+        refuse_input(path, frame)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise ImageIOError(f"cannot write: {exc.strerror or exc}", file=path, frame=frame) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -311,10 +399,8 @@ def write_display_png(path: str | os.PathLike, rgb8: np.ndarray) -> str:
     path = os.fspath(path)
     if rgb8.dtype != np.uint8 or rgb8.ndim != 3 or rgb8.shape[2] != 3:
         raise InputError(f"write_display_png expects (H, W, 3) uint8, got {rgb8.shape} {rgb8.dtype}")
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp.png", dir=directory)
-    os.close(fd)
+    refuse_input(path)
+    tmp = temp_beside(path, ".png")
     try:
         if not cv2.imwrite(tmp, np.ascontiguousarray(rgb8[..., ::-1])):
             raise ImageIOError("cannot write preview", file=path)

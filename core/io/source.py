@@ -10,8 +10,8 @@ import os
 from typing import Iterator, Literal, Sequence
 
 from ..errors import ImageIOError
-from .frames import Frame, iter_frames
-from .images import read_image
+from .frames import Frame, check_headers, iter_frames
+from .images import read_header, read_image
 from .sequence import FramePlan, SequencePattern, plan_frames
 from .video import MOVIE_EXTENSIONS, iter_video, probe_video
 
@@ -39,6 +39,12 @@ class Source:
     _pattern: SequencePattern | None = None
     _read: dict = dataclasses.field(default_factory=dict)
 
+    def input_files(self) -> list[str]:
+        """Every file this source reads (the planned frames' files), for the output guard."""
+        if self.kind in ("movie", "still"):
+            return [self.path]
+        return [self._pattern.path(s) for s in dict.fromkeys(self._plan.sources) if s is not None]
+
     def frames_iter(self, window: int = 2) -> Iterator[Frame]:
         if self.kind == "movie":
             first = self._read["start_frame"]
@@ -56,8 +62,9 @@ class Source:
 
 def open_source(path: str | os.PathLike, frames: Sequence[int] | None = None, *, missing: str = "error",
                 channels=None, layer: str = "", nonfinite: str = "error", start_frame: int = MOVIE_START_FRAME,
-                transfer: str = "srgb", matrix: str = "auto", colour_range: str = "auto") -> Source:
-    """Plan a read of a still, sequence or movie (nothing is decoded until iteration)."""
+                transfer: str = "srgb", matrix: str = "auto", colour_range: str = "auto", check: bool = True) -> Source:
+    """Plan a read of a still, sequence or movie (nothing is decoded until iteration). ``check``: open every
+    planned frame's header first (cheap), so a bad frame fails before any work (see check_headers)."""
     text = os.fspath(path)
     kind = classify(text)
     read = dict(channels=channels, layer=layer, nonfinite=nonfinite, start_frame=start_frame, transfer=transfer,
@@ -75,8 +82,12 @@ def open_source(path: str | os.PathLike, frames: Sequence[int] | None = None, *,
     if kind == "still":
         if not os.path.isfile(text):
             raise ImageIOError("file not found", file=text)
+        if check:
+            read_header(text)
         number = frames[0] if frames else 0
         return Source(path=text, kind=kind, frames=(number,), _pattern=pattern, _read=read)
     plan = plan_frames(pattern, frames, missing)
+    if check:
+        check_headers(pattern, plan)
     return Source(path=text, kind=kind, frames=plan.frames, missing=plan.missing, _plan=plan, _pattern=pattern,
                   _read=read)

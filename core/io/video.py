@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from fractions import Fraction
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from ..colour import ViewOptions, apply_view, rec709_to_linear, srgb_to_linear
+from ..fsutil import note_input, refuse_input, temp_beside
 from ..errors import ImageIOError, InputError
 from .frames import Frame
 
@@ -123,6 +123,7 @@ def iter_video(path: str | os.PathLike, indices: Sequence[int] | None = None, *,
     if transfer not in TRANSFERS:
         raise InputError(f"transfer must be one of {TRANSFERS}, got {transfer!r}")
     info = probe_video(path)
+    note_input(path)
     m = info.matrix if matrix == "auto" else matrix
     full = (info.range == "full") if colour_range == "auto" else colour_range == "full"
     wanted = None if indices is None else sorted(set(int(i) for i in indices))
@@ -173,12 +174,8 @@ class VideoWriter:
     def _open(self, w: int, h: int) -> None:
         import av
 
-        directory = os.path.dirname(self.path) or "."
-        os.makedirs(directory, exist_ok=True)
-        ext = os.path.splitext(self.path)[1]
-        fd, self._tmp = tempfile.mkstemp(prefix="." + os.path.basename(self.path) + ".", suffix=".tmp" + ext,
-                                         dir=directory)
-        os.close(fd)
+        refuse_input(self.path)
+        self._tmp = temp_beside(self.path, os.path.splitext(self.path)[1])
         self._container = av.open(self._tmp, "w")
         rate = Fraction(self.fps).limit_denominator(1001)
         if self.codec == "h264":
@@ -224,7 +221,11 @@ class VideoWriter:
         for p in self._stream.encode():
             self._container.mux(p)
         self._container.close()
-        os.replace(self._tmp, self.path)
+        refuse_input(self.path)
+        try:
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            raise ImageIOError(f"cannot write: {exc.strerror or exc}", file=self.path) from None
         return self.path
 
     def abort(self) -> None:
