@@ -84,6 +84,8 @@ class FitOptions:
     points' order. point_weights: (K,) per-point weights multiplied with any per-call weights (None = 1).
     fit_identity / fit_expression: solve for them (False = hold them at ``init``'s / zero).
     use_depth: with (K, 3) points on a basis-free model, Procrustes in 3D (MediaPipe's pipeline).
+    contour_updates: the jaw's contour correspondences are re-chosen at the start of this many Gauss-Newton
+    iterations, then held so the solver converges (5, as eos's default number of contour passes).
     """
 
     camera: Camera = "orthographic"
@@ -100,6 +102,7 @@ class FitOptions:
     fit_identity: bool = True
     fit_expression: bool = True
     use_depth: bool = True
+    contour_updates: int = 5
 
     def __post_init__(self) -> None:
         if self.camera not in CAMERAS:
@@ -722,9 +725,12 @@ def fit(model: MorphableModel, image_points: np.ndarray, *, options: FitOptions 
         sub_basis = _basis_at(model, needed)
         screen = np.zeros((model.n_vertices, 3))
 
+    updates = [0]
+
     def update(prob: _Problem, s: _State) -> _Problem:
-        if not contour_mode:
+        if not contour_mode or updates[0] >= options.contour_updates:
             return prob
+        updates[0] += 1
         full = np.where(free, 0.0, coeffs_all)
         full[free_idx] = s.coeffs
         sub = sub_mean + np.tensordot(full, sub_basis, axes=1) if len(full) else sub_mean
