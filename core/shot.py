@@ -448,31 +448,184 @@ def _npz_bytes(ff: FrameFaces, result: ShotResult, crop_size) -> bytes:
 
 
 def read_export(path: str | Path) -> ShotResult:
-    """Load a ``tracking.json`` (or its folder) back into a ShotResult (alignments in the unit crop)."""
+    """Load a ``tracking.json`` (or its folder) back into a ShotResult (alignments in the unit crop).
+
+    Reads schema ``facegraph.tracking`` up to version :data:`SCHEMA_VERSION` (what :func:`to_json` writes).
+    Raises ImageIOError when the file cannot be read, and InputError naming the file, the place in the
+    document (``frames[3].faces[0].score``) and what is wrong for anything malformed: not UTF-8 JSON or
+    truncated, another schema, a newer version, a missing key, a value of the wrong JSON type, a record that
+    does not validate (e.g. a box with x1 < x0), a frame listed twice, or a track whose frames, filled flags
+    and alignments disagree or whose face is missing from its frame.
+    """
     p = Path(path)
     if p.is_dir():
         p = p / "tracking.json"
     try:
-        doc = json.loads(p.read_text())
-    except (OSError, ValueError) as exc:
-        raise ImageIOError(f"cannot read tracking export: {exc}", file=str(p)) from None
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ImageIOError(f"cannot read tracking export: {exc.strerror or exc}", file=str(p)) from None
+    try:
+        doc = json.loads(raw)
+    except RecursionError:
+        raise InputError(f"{p.name}: JSON nested too deeply", file=str(p)) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise InputError(f"{p.name}: not valid JSON ({exc})", file=str(p),
+                         hint="the file may be truncated; export the shot again") from None
+    where = [""]  # the place in the document being read, for errors raised below it
+    try:
+        return _export_from_doc(doc, where)
+    except InputError as exc:  # the checks below name the place; a record's own validation does not
+        at = f"{where[0]}: " if where[0] and not exc.message.startswith(where[0]) else ""
+        raise InputError(f"{p.name}: {at}{exc.message}", hint=exc.hint, file=str(p)) from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError, RecursionError) as exc:
+        # whatever a record's from_dict / numpy raised on a value the checks below let through
+        raise InputError(f"{p.name}: {where[0] or 'document'}: malformed ({type(exc).__name__}: {exc})",
+                         file=str(p)) from None
+
+
+_NO_DEFAULT = object()
+# JSON value checks for the annotations of the records' scalar fields (core.types) and the export's keys
+_JSON_CHECKS = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+}
+_ANNOTATION_KINDS = {"float": "number", "int": "integer", "str": "string", "bool": "boolean", "int | None": "integer"}
+
+
+def _json_kind(v: object) -> str:
+    for name in ("boolean", "integer", "number", "string", "array", "object"):
+        if _JSON_CHECKS[name](v):
+            return name
+    return "null" if v is None else type(v).__name__
+
+
+def _export_value(d: dict, key: str, kind: str, where: str, default: object = _NO_DEFAULT) -> object:
+    """``d[key]`` if it is a JSON ``kind``; ``default`` when absent (no default: a missing key is an error)."""
+    here = f"{where}.{key}" if where else key
+    if key not in d:
+        if default is _NO_DEFAULT:
+            raise InputError(f"{where}: missing key {key!r}" if where else f"missing key {key!r}")
+        return default
+    v = d[key]
+    if not _JSON_CHECKS[kind](v):
+        raise InputError(f"{here} must be {_a(kind)}, got {_json_kind(v)}")
+    return v
+
+
+def _check_record_json(d: object, cls: type, where: str) -> None:
+    """The JSON of a core.types record: an object of ``cls``'s type whose fields have the right JSON kinds."""
+    from . import types as record_types
+
+    if not isinstance(d, dict):
+        raise InputError(f"{where} must be an object (a {cls.__name__} record), got {_json_kind(d)}")
+    if d.get("type", cls.__name__) != cls.__name__:
+        raise InputError(f"{where} is a {d.get('type')!r} record where a {cls.__name__} was expected")
+    for f in dataclasses.fields(cls):
+        if f.name not in d:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise InputError(f"{where}: missing key {f.name!r}")
+            continue
+        v, kind, here = d[f.name], f.metadata.get("kind"), f"{where}.{f.name}"
+        if v is None:
+            if f.default is not None:
+                raise InputError(f"{here} must not be null")
+        elif kind == "record":
+            _check_record_json(v, getattr(record_types, f.metadata["cls"]), here)
+        elif kind == "records":
+            if not isinstance(v, list):
+                raise InputError(f"{here} must be an array, got {_json_kind(v)}")
+            for i, x in enumerate(v):
+                _check_record_json(x, getattr(record_types, f.metadata["cls"]), f"{here}[{i}]")
+        elif kind == "array":
+            if not (isinstance(v, list) or _JSON_CHECKS["number"](v)):
+                raise InputError(f"{here} must be an array of numbers, got {_json_kind(v)}")
+        elif kind == "tuple":
+            item = {"size": "integer", "crop_size": "integer", "notes": "string", "names": "string"}.get(f.name)
+            if not isinstance(v, list) or (item and not all(_JSON_CHECKS[item](x) for x in v)):
+                raise InputError(f"{here} must be an array" + (f" of {item}s" if item else "") +
+                                 f", got {_short_json(v)}")
+            if f.name == "size" and (len(v) != 2 or min(v) < 0):
+                raise InputError(f"{here} must be [width, height] >= 0, got {_short_json(v)}")
+        elif f.type in _ANNOTATION_KINDS and not _JSON_CHECKS[_ANNOTATION_KINDS[f.type]](v):
+            raise InputError(f"{here} must be {_a(_ANNOTATION_KINDS[f.type])}, got {_json_kind(v)}")
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
+def _short_json(v: object, limit: int = 60) -> str:
+    text = json.dumps(v, default=str)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _export_from_doc(doc: object, where: list[str]) -> ShotResult:
+    """The ShotResult of a parsed export document; ``where[0]`` follows the place being read."""
+    if not isinstance(doc, dict):
+        raise InputError(f"the document must be a JSON object, got {_json_kind(doc)}")
     if doc.get("schema") != SCHEMA:
-        raise InputError(f"not a facegraph tracking export (schema {doc.get('schema')!r})", file=str(p))
-    if doc.get("version", 0) > SCHEMA_VERSION:
-        raise InputError(f"export version {doc['version']} is newer than this facegraph reads ({SCHEMA_VERSION})",
-                         file=str(p), hint="upgrade facegraph")
-    frames = [FrameFaces.from_dict(d) for d in doc["frames"]]
-    by_frame = {ff.frame: ff for ff in frames}
-    tracks = []
-    for t in doc["tracks"]:
-        aligns = []
-        for d in t["alignments"]:
+        raise InputError(f"not a facegraph tracking export (schema {_short_json(doc.get('schema'))})",
+                         hint=f"expected schema {SCHEMA!r}")
+    version_ = _export_value(doc, "version", "integer", "", SCHEMA_VERSION)
+    if version_ > SCHEMA_VERSION:
+        raise InputError(f"export version {version_} is newer than this facegraph reads ({SCHEMA_VERSION})",
+                         hint="upgrade facegraph")
+    if version_ < 1:
+        raise InputError(f"unknown export version {version_} (versions start at 1)")
+    template = _export_value(doc, "template", "object", "")
+    name = _export_value(template, "name", "string", "template")
+    fps = float(_export_value(doc, "fps", "number", "", 25.0))
+    if not (np.isfinite(fps) and fps > 0):
+        raise InputError(f"fps must be a positive number, got {fps}")
+    params = _export_value(doc, "params", "object", "", {})
+    source = _export_value(doc, "source", "object", "", {})
+    frames, by_frame = [], {}
+    for i, d in enumerate(_export_value(doc, "frames", "array", "")):
+        where[0] = f"frames[{i}]"
+        _check_record_json(d, FrameFaces, where[0])
+        ff = FrameFaces.from_dict(d)
+        if ff.frame in by_frame:
+            raise InputError(f"frame {ff.frame} is listed twice")
+        frames.append(ff)
+        by_frame[ff.frame] = ff
+    tracks, seen_ids = [], set()
+    for i, t in enumerate(_export_value(doc, "tracks", "array", "")):
+        where[0] = here = f"tracks[{i}]"
+        if not isinstance(t, dict):
+            raise InputError(f"a track must be an object, got {_json_kind(t)}")
+        tid = _export_value(t, "track_id", "integer", here)
+        numbers = _export_value(t, "frames", "array", here)
+        filled = _export_value(t, "filled", "array", here)
+        aligned = _export_value(t, "alignments", "array", here)
+        if tid in seen_ids:
+            raise InputError(f"track_id {tid} is used twice")
+        seen_ids.add(tid)
+        if not all(_JSON_CHECKS["integer"](n) for n in numbers) or not all(isinstance(v, bool) for v in filled):
+            raise InputError("frames must be integers and filled booleans")
+        if not len(numbers) == len(filled) == len(aligned):
+            raise InputError(f"{len(numbers)} frames, {len(filled)} filled flags and {len(aligned)} alignments")
+        if any(b <= a for a, b in zip(numbers, numbers[1:])):
+            raise InputError("frame numbers must increase")
+        faces, aligns = [], []
+        for k, (fr, d) in enumerate(zip(numbers, aligned)):
+            if fr not in by_frame:
+                raise InputError(f"frames[{k}]: frame {fr} is not in the document's frames")
+            face = next((f for f in by_frame[fr].faces if f.track_id == tid), None)
+            if face is None:
+                raise InputError(f"frames[{k}]: frame {fr} has no face with track_id {tid}")
+            where[0] = f"{here}.alignments[{k}]"
+            _check_record_json(d, Alignment, where[0])
             a = Alignment.from_dict(d)
             w, h = a.crop_size
             unit = np.concatenate([np.diag([1 / w, 1 / h]) @ a.crop_from_frame[:, :2],
                                    np.diag([1 / w, 1 / h]) @ a.crop_from_frame[:, 2:]], 1)
+            faces.append(face)
             aligns.append(dataclasses.replace(a, crop_from_frame=unit, crop_size=(1, 1)))
-        faces = tuple(next(f for f in by_frame[fr].faces if f.track_id == t["track_id"]) for fr in t["frames"])
-        tracks.append(SmoothedTrack(t["track_id"], tuple(t["frames"]), faces, tuple(aligns), tuple(t["filled"])))
-    return ShotResult(frames=frames, tracks=tracks, fps=doc.get("fps", 25.0), template=doc["template"]["name"],
-                      params=doc.get("params", {}), source=doc.get("source", {}))
+            where[0] = here
+        tracks.append(SmoothedTrack(tid, tuple(numbers), tuple(faces), tuple(aligns), tuple(filled)))
+    where[0] = ""
+    return ShotResult(frames=frames, tracks=tracks, fps=fps, template=name, params=params, source=source)
