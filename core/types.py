@@ -296,6 +296,29 @@ class FrameFaces(Record):
     def replace(self, **changes: Any) -> "FrameFaces":
         return dataclasses.replace(self, **changes)
 
+    def shifted(self, dx: float, dy: float, size: tuple | None = None) -> "FrameFaces":
+        """The same faces with every frame coordinate moved by (dx, dy) pixels (boxes, keypoints, landmarks,
+        a 3DMM camera's translation), e.g. from data-window to display-window pixels; ``size``: the new
+        frame size. Rotations and blendshapes do not change."""
+        if dx == 0 and dy == 0:
+            return self if size is None else self.replace(size=tuple(size))
+        d2 = np.array([dx, dy], np.float32)
+        out = []
+        for f in self.faces:
+            ch: dict[str, Any] = {"box": f.box + np.array([dx, dy, dx, dy], np.float32)}
+            if f.keypoints is not None:
+                ch["keypoints"] = f.keypoints + d2
+            if f.landmarks is not None:
+                pts = f.landmarks.points.copy()
+                pts[:, :2] += d2
+                ch["landmarks"] = dataclasses.replace(f.landmarks, points=pts)
+            if f.morphable is not None and f.morphable.camera is not None:
+                cam = f.morphable.camera.copy()
+                cam[:2, 3] += (dx, dy)
+                ch["morphable"] = dataclasses.replace(f.morphable, camera=cam)
+            out.append(f.replace(**ch))
+        return self.replace(faces=tuple(out), size=tuple(size) if size is not None else self.size)
+
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class Track(Record):

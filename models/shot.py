@@ -100,6 +100,7 @@ class ShotAnalyser:
             with progress.task(len(todo), "analyse frames") as bar:
                 for frame in sub.frames_iter():
                     ff = self.analyse_frame(frame.pixels, frame.number)
+                    ff = to_display_window(ff, frame)
                     if frame.filled:
                         ff = ff.replace(faces=tuple(f.replace(notes=f.notes + (f"gate=missing-frame:{frame.source}",))
                                                     for f in ff.faces))
@@ -110,6 +111,44 @@ class ShotAnalyser:
                         on_frame(frame, ff)
                     bar.advance()
         return out
+
+
+def source_windows(source: Source) -> dict:
+    """The first readable frame's data and display windows (x, y, w, h), for the tracking export."""
+    from ..core.errors import FacegraphError
+    from ..core.io.images import read_header
+
+    try:
+        first = source.input_files()[0]
+        import OpenImageIO as oiio
+
+        read_header(first)
+        inp = oiio.ImageInput.open(first)
+        spec = inp.spec()
+        inp.close()
+        return {"data_window": [spec.x, spec.y, spec.width, spec.height],
+                "display_window": [spec.full_x, spec.full_y, spec.full_width, spec.full_height],
+                "coordinates": "display-window pixels"}
+    except (FacegraphError, IndexError, AttributeError, OSError):
+        return {"coordinates": "display-window pixels"}
+
+
+def window_offset(frame: Frame) -> tuple[int, int]:
+    """(dx, dy) from a frame's data-window pixels (its array) to display-window pixels (the convention of
+    every coordinate facegraph reports: see core/conventions.py)."""
+    if frame.info is None:
+        return (0, 0)
+    dw, fw = frame.info.data_window, frame.info.display_window
+    return (dw[0] - fw[0], dw[1] - fw[1])
+
+
+def to_display_window(ff: FrameFaces, frame: Frame) -> FrameFaces:
+    """Faces found on a frame's data-window array, in display-window pixels, sized as the display window."""
+    if frame.info is None:
+        return ff
+    dx, dy = window_offset(frame)
+    fw = frame.info.display_window
+    return ff.shifted(dx, dy, size=(fw[2], fw[3]))
 
 
 def source_identity(source: Source) -> dict:
@@ -146,7 +185,8 @@ def analyse_shot(source: Source, options: AnalysisOptions = AnalysisOptions(),
         track = dataclasses.replace(track, birth_hits=max(1, len(frames)))
     result = process_shot(frames, smooth, track)
     result.source = {"path": source.path, "kind": source.kind, "frames": [source.frames[0], source.frames[-1]],
-                     "count": len(source.frames), "missing": list(source.missing), "fps": source.fps}
+                     "count": len(source.frames), "missing": list(source.missing), "fps": source.fps,
+                     **source_windows(source)}
     result.params.update({"detector": options.detector, "landmarks": options.landmarks, "recrop": options.recrop,
                           "eyes": options.eyes})
     return result

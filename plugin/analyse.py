@@ -6,6 +6,7 @@ a landmark-overlay movie and a contact sheet. Nothing holds the sequence in memo
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -22,7 +23,7 @@ from ..core.io.source import open_source
 from ..core.io.video import VideoWriter
 from ..core.preview import contact_sheet, draw_faces, to_display
 from ..core.shot import SmoothOptions, scaled_alignment, write_export
-from ..models.shot import AnalysisOptions, analyse_shot
+from ..models.shot import AnalysisOptions, analyse_shot, window_offset
 from ..models.store import default_cache_dir
 
 
@@ -82,11 +83,15 @@ def _analyse(src, out: Path, folder: OutputFolder, *, missing, smooth, strength,
         with progress.task(len(src.frames), "crops and previews") as bar:
             for i, frame in enumerate(src.frames_iter()):
                 a = where.get(frame.number)
+                dx, dy = window_offset(frame)  # coordinates are display-window pixels; the array is the data window
                 if writer is not None and a is not None:
-                    writer.write(frame.number, warp_to_crop(frame.pixels[..., :3], scaled_alignment(a, (crop_size, crop_size))))
+                    a = scaled_alignment(a, (crop_size, crop_size))
+                    a = dataclasses.replace(a, crop_from_frame=a.crop_from_frame @ np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]],
+                                                                                np.float64))
+                    writer.write(frame.number, warp_to_crop(frame.pixels[..., :3], a))
                 if movie is not None:
                     shown = draw_faces(to_display(frame.pixels, ViewOptions(exposure="none")),
-                                       faces_at[frame.number].faces)
+                                       faces_at[frame.number].shifted(-dx, -dy).faces)
                     movie.write(_srgb_to_linear8(shown))
                     if i in picks:
                         tiles.append(shown)
