@@ -320,3 +320,21 @@ def test_real_model_contour_fit_on_300w_labels(mirror, data, monkeypatch):
         # (measured: 6.5 % / 8.1 % rms, 4-5 % NME; the jaw's silhouette points carry most of it)
         assert (r.correspondences[:8] >= 0).all() and r.rms / interocular_norm(gt) < 0.10
         assert nme(ibug68_from_fit(m, r, "ibug68_2d"), gt, interocular_norm(gt)) < 0.10
+
+
+def test_bounded_least_squares_matches_a_general_solver():
+    from scipy.optimize import minimize
+
+    from facegraph.core.morphable.fit import _box_qp
+
+    rng = np.random.default_rng(0)
+    lo = np.r_[np.full(3, -np.inf), np.zeros(5)]
+    hi = np.r_[np.full(3, np.inf), np.ones(5)]
+    for _ in range(20):
+        a = rng.normal(size=(12, 8))
+        h, b = a.T @ a + 0.1 * np.eye(8), rng.normal(size=8) * 3
+        x = _box_qp(h, b, lo, hi)
+        ref = minimize(lambda z: 0.5 * z @ h @ z - b @ z, np.clip(np.zeros(8), lo, hi), jac=lambda z: h @ z - b,
+                       bounds=list(zip(lo, hi)), method="L-BFGS-B", options=dict(ftol=1e-15, gtol=1e-12))
+        assert (x >= lo).all() and (x <= hi).all()
+        assert 0.5 * x @ h @ x - b @ x <= ref.fun + 1e-9
