@@ -299,10 +299,12 @@ def _check_mask(mask: torch.Tensor | None, images: torch.Tensor, name: str) -> t
     return mask
 
 
-def _split(images: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """(rgb as stored, alpha or None, straight rgb) for a validated batch."""
-    check_images(images, name, channels=(3, 4))
-    _check_finite(images, name)
+def _split(images: torch.Tensor, name: str, checked: bool = False
+           ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """(rgb as stored, alpha or None, straight rgb); validates the batch unless ``checked``."""
+    if not checked:
+        check_images(images, name, channels=(3, 4))
+        _check_finite(images, name)
     rgb = images[:, :3]
     if images.shape[1] == 3:
         return rgb, None, rgb
@@ -325,11 +327,27 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.permute(1, 0, 2, 3).reshape(x.shape[1], -1)
 
 
+def _mask_box(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) bounding the pixels where any frame's mask is > 0, or None if there are none."""
+    nz = (mask > 0).any(dim=0)[0]
+    rows, cols = torch.nonzero(nz.any(dim=1)), torch.nonzero(nz.any(dim=0))
+    if rows.numel() == 0:
+        return None
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
 def _stats(images: torch.Tensor, mask: torch.Tensor | None, space: str, sketch: bool, allow_empty: bool,
            image_name: str, mask_name: str) -> ColourStats:
     _choice(space, SPACES, "space")
-    _, alpha, straight = _split(images, image_name)
+    check_images(images, image_name, channels=(3, 4))
+    _check_finite(images, image_name)
     mask = _check_mask(mask, images, mask_name)
+    if mask is not None:  # only the mask's bounding box can contribute: skip the rest of the frame
+        box = _mask_box(mask)
+        if box is not None and (box[1] - box[0], box[3] - box[2]) != tuple(images.shape[2:]):
+            y0, y1, x0, x1 = box
+            images, mask = images[..., y0:y1, x0:x1], mask[..., y0:y1, x0:x1]
+    _, alpha, straight = _split(images, image_name, checked=True)
     w = _flat(_weights(images, alpha, mask))[0]
     sel = w > 0
     n = int(sel.sum())
@@ -630,15 +648,6 @@ def _apply_one(t: ColourTransfer, strength: float, mask: torch.Tensor | None, rg
     if alpha is not None:
         out = torch.cat([out, alpha], dim=1)
     return out
-
-
-def _mask_box(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
-    """(y0, y1, x0, x1) bounding the pixels where any frame's mask is > 0, or None if there are none."""
-    nz = (mask > 0).any(dim=0)[0]
-    rows, cols = torch.nonzero(nz.any(dim=1)), torch.nonzero(nz.any(dim=0))
-    if rows.numel() == 0:
-        return None
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def apply_colour_transfer(images: torch.Tensor, transfer: ColourTransfer | Sequence[ColourTransfer], *,
