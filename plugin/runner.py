@@ -53,7 +53,7 @@ def load_graph_file(path: str | Path) -> tuple[dict, dict]:
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise GraphError(f"not valid JSON/YAML: {exc}", file=str(path)) from None
+        raise GraphError(f"not valid JSON/YAML: {' '.join(str(exc).split())}", file=str(path)) from None
     if not isinstance(data, dict):
         raise GraphError("a graph file must hold a mapping", file=str(path))
     if "nodes" in data and "links" in data:  # an editor workflow (e.g. from example_workflows/)

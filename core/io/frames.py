@@ -178,6 +178,7 @@ def check_headers(pattern: SequencePattern, plan: FramePlan) -> None:
     fails in seconds rather than after hours on the frames before it. Raises one ImageIOError listing every
     bad frame (missing, zero-byte, not an image, over-large) and any frame whose size differs from the first."""
     bad: list[str] = []
+    hints: list[str] = []
     size = None
     for src in sorted({s for s in plan.sources if s is not None}):
         path = pattern.path(src)
@@ -185,6 +186,8 @@ def check_headers(pattern: SequencePattern, plan: FramePlan) -> None:
             h = read_header(path, frame=src)
         except ImageIOError as exc:
             bad.append(f"frame {src}: {exc.message}")
+            if exc.hint and exc.hint not in hints:
+                hints.append(exc.hint)
             continue
         if size is None:
             size = (h.width, h.height, src)
@@ -193,8 +196,8 @@ def check_headers(pattern: SequencePattern, plan: FramePlan) -> None:
     if bad:
         more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
         raise ImageIOError(f"{len(bad)} frame(s) cannot be used: " + "; ".join(bad[:5]) + more,
-                           file=pattern.display(), hint="nothing was processed; fix or remove those frames, "
-                           "or choose a missing-frame policy for frames that are absent")
+                           file=pattern.display(), hint="; ".join(["nothing was processed", *hints,
+                           "fix or remove those frames, or choose a missing-frame policy for frames that are absent"]))
 
 
 def read_graph_hash(path: str) -> str | None:

@@ -151,7 +151,8 @@ def read_image(path: str | os.PathLike, *, channels: str | Sequence[str] | None 
     config.attribute("oiio:UnassociatedAlpha", 1)  # stills: get straight alpha, decode, then premultiply
     inp = oiio.ImageInput.open(path, config)
     if inp is None:
-        raise ImageIOError(f"cannot open: {oiio.geterror() or 'unknown format'}", file=path, frame=frame)
+        raise ImageIOError(f"cannot open: {oiio_error(oiio.geterror())}",
+                              file=path, frame=frame)
     try:
         if threads and hasattr(inp, "threads"):
             inp.threads(threads)
@@ -163,7 +164,7 @@ def read_image(path: str | os.PathLike, *, channels: str | Sequence[str] | None 
         lo, hi = min(idx), max(idx) + 1
         data = inp.read_image(0, 0, lo, hi, oiio.FLOAT)
         if data is None or inp.has_error:
-            raise ImageIOError(f"cannot read pixels: {inp.geterror() or 'truncated or corrupt file'}",
+            raise ImageIOError(f"cannot read pixels: {oiio_error(inp.geterror() or 'truncated or corrupt file')}",
                                file=path, frame=frame)
         data = np.asarray(data, dtype=np.float32).reshape(spec.height, spec.width, hi - lo)
         order = [i - lo for i in idx]
@@ -201,6 +202,12 @@ def read_image(path: str | os.PathLike, *, channels: str | Sequence[str] | None 
                      display_window=(spec.full_x, spec.full_y, spec.full_width, spec.full_height),
                      pixel_type=fmt, attributes=attrs, encoding=encoding)
     return pixels, info
+
+
+def oiio_error(text: str) -> str:
+    """OIIO's error text as one line: its messages repeat and span lines; keep each distinct line once."""
+    lines = [" ".join(t.split()) for t in str(text or "").splitlines()]
+    return "; ".join(dict.fromkeys(t for t in lines if t)) or "unknown error"
 
 
 def max_pixels() -> int:
@@ -246,7 +253,8 @@ def read_header(path: str | os.PathLike, *, frame: int | None = None) -> Header:
         raise ImageIOError("empty file (0 bytes)", file=path, frame=frame)
     inp = oiio.ImageInput.open(path)
     if inp is None:
-        raise ImageIOError(f"cannot open: {oiio.geterror() or 'unknown format'}", file=path, frame=frame)
+        raise ImageIOError(f"cannot open: {oiio_error(oiio.geterror())}",
+                              file=path, frame=frame)
     try:
         spec = inp.spec()
         check_spec(spec, path, frame)
@@ -361,12 +369,12 @@ def write_image(path: str | os.PathLike, pixels: np.ndarray, *, channels: Sequen
         if threads and hasattr(out, "threads"):
             out.threads(threads)
         if not out.open(tmp, spec):
-            raise ImageIOError(f"cannot open for writing: {out.geterror()}", file=path, frame=frame)
+            raise ImageIOError(f"cannot open for writing: {oiio_error(out.geterror())}", file=path, frame=frame)
         ok = out.write_image(data)
         err = out.geterror()
         ok = out.close() and ok
         if not ok:
-            raise ImageIOError(f"cannot write pixels: {err or out.geterror() or 'disk full?'}", file=path,
+            raise ImageIOError(f"cannot write pixels: {oiio_error(err or out.geterror() or 'disk full?')}", file=path,
                                frame=frame, hint="check the free space and permissions of the output folder")
         if os.path.exists(path) and not overwrite:  # someone else wrote it meanwhile
             raise ImageIOError("file appeared while writing", file=path, frame=frame)
