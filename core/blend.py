@@ -44,6 +44,8 @@ import logging
 import math
 from typing import Literal
 
+import cv2
+import numpy as np
 import scipy.fft
 import torch
 import torch.nn.functional as F
@@ -163,7 +165,23 @@ def _erode(m: torch.Tensor, k: int) -> torch.Tensor:
     return -x
 
 
-def feather_mask(masks: torch.Tensor, radius_px: float, *, mode: FeatherMode = "erode_blur") -> torch.Tensor:
+def _feather_cv2(m: torch.Tensor, radius_px: float, mode: str) -> torch.Tensor:
+    """The CPU path of feather_mask: cv2.erode (square) and cv2.sepFilter2D (the same taps), zeros outside."""
+    taps, k = _gaussian_taps(radius_px, torch.float64, torch.device("cpu"))
+    kern = taps.numpy()
+    mn = m.detach().numpy()
+    out = np.empty(mn.shape, mn.dtype)
+    square = np.ones((2 * k + 1, 2 * k + 1), np.uint8)
+    for i in range(mn.shape[0]):
+        plane = np.clip(mn[i, 0], 0.0, 1.0)
+        if mode == "erode_blur":
+            plane = cv2.erode(plane, square, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        out[i, 0] = cv2.sepFilter2D(plane, -1, kern, kern, borderType=cv2.BORDER_CONSTANT)
+    return torch.from_numpy(out)
+
+
+def feather_mask(masks: torch.Tensor, radius_px: float, *, mode: FeatherMode = "erode_blur",
+                 backend: Literal["auto", "torch", "cv2"] = "auto") -> torch.Tensor:
     """Soften a mask's edges with a separable Gaussian (no box-filter look).
 
     Convention:
@@ -173,15 +191,23 @@ def feather_mask(masks: torch.Tensor, radius_px: float, *, mode: FeatherMode = "
         mode: "blur" (the edge ramps across the original edge, half in and half out) or "erode_blur" (grey
             erosion by a (2 ceil(radius) + 1) square first, then the blur: the result is <= the original
             everywhere, so it never leaves it).
+        backend: "auto" (cv2.erode + cv2.sepFilter2D for CPU tensors without autograd, torch conv2d /
+            max_pool2d elsewhere) | "torch" | "cv2"; the tests hold both to the same numbers (1e-6).
         Returns (B, 1, H, W), same dtype/device; the input is not modified.
     """
     check_images(masks, "masks", channels=(1,), dtypes=_IMAGE_DTYPES)
     _choice("mode", mode, FEATHER_MODES)
+    _choice("backend", backend, ("auto", "torch", "cv2"))
     if not (math.isfinite(float(radius_px)) and radius_px >= 0):
         raise InputError(f"radius_px must be a finite number >= 0, got {radius_px}")
-    m = masks.clamp(0.0, 1.0)  # a new tensor: never the caller's
     if radius_px == 0:
-        return m
+        return masks.clamp(0.0, 1.0)  # a new tensor: never the caller's
+    on_cpu = masks.device.type == "cpu"
+    if backend == "cv2" and not on_cpu:
+        raise InputError(f"backend='cv2' needs CPU tensors, masks are on {masks.device}")
+    if backend == "cv2" or (backend == "auto" and on_cpu and not masks.requires_grad):
+        return _feather_cv2(masks, float(radius_px), mode)
+    m = masks.clamp(0.0, 1.0)
     taps, k = _gaussian_taps(float(radius_px), m.dtype, m.device)
     if mode == "erode_blur":
         m = _erode(m, k)
@@ -213,46 +239,115 @@ def combine_masks(*masks: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------- transforms
 
 
-def _dst1(x: torch.Tensor, dim: int, use_scipy: bool = False) -> torch.Tensor:
-    """Unnormalised DST-I along ``dim``, scipy's scaling: 2 sum_j x_j sin(pi (j+1)(k+1) / (n+1)); applying it
-    twice multiplies by 2(n+1). scipy (CPU): scipy.fft.dst type 1. torch: minus the imaginary part of the FFT
-    of the odd extension [0, x, 0, -reverse(x)] of length 2(n+1) (Press et al., Numerical Recipes, 3rd ed.,
-    section 12.4.1)."""
-    if use_scipy:
-        return torch.from_numpy(scipy.fft.dst(x.numpy(), type=1, axis=dim, workers=_workers()))
-    x = x.movedim(dim, -1)
+class _Torch:
+    """Array ops on torch tensors (any device)."""
+
+    numpy = False
+
+    @staticmethod
+    def cat(xs, axis):
+        return torch.cat(xs, axis)
+
+    @staticmethod
+    def flip(x, axis):
+        return torch.flip(x, (axis,))
+
+    log, exp, maximum = staticmethod(torch.log), staticmethod(torch.exp), staticmethod(torch.maximum)
+
+    @staticmethod
+    def floor(x, eps):
+        return x.clamp_min(eps)
+
+    @staticmethod
+    def clip01(x):
+        return x.clamp(0.0, 1.0)
+
+    @staticmethod
+    def zeros(like, shape=None):
+        return like.new_zeros(like.shape if shape is None else shape)
+
+    @staticmethod
+    def scalar(x) -> float:
+        return float(x)
+
+
+class _Numpy:
+    """The same ops on numpy arrays: the CPU path. Single-threaded elementwise numpy and scipy.fft run
+    steadily on a loaded 2-core host where a 2-thread torch pool loses most of its time in barriers
+    (measured: bench/blend.py)."""
+
+    numpy = True
+
+    @staticmethod
+    def cat(xs, axis):
+        return np.concatenate(xs, axis)
+
+    @staticmethod
+    def flip(x, axis):
+        return np.flip(x, axis)
+
+    log, exp, maximum = staticmethod(np.log), staticmethod(np.exp), staticmethod(np.maximum)
+
+    @staticmethod
+    def floor(x, eps):
+        return np.maximum(x, eps)
+
+    @staticmethod
+    def clip01(x):
+        return np.clip(x, 0.0, 1.0)
+
+    @staticmethod
+    def zeros(like, shape=None):
+        return np.zeros(like.shape if shape is None else shape, like.dtype)
+
+    @staticmethod
+    def scalar(x) -> float:
+        return float(x)
+
+
+def _take(x, axis: int, start: int, length: int):
+    """x[..., start:start + length, ...] along ``axis`` (negative), for numpy and torch alike."""
+    idx = [slice(None)] * x.ndim
+    idx[axis] = slice(start, start + length)
+    return x[tuple(idx)]
+
+
+def _dst1(x, axis: int, xp=_Torch):
+    """Unnormalised DST-I along ``axis``, scipy's scaling: 2 sum_j x_j sin(pi (j+1)(k+1) / (n+1)); applying it
+    twice multiplies by 2(n+1). numpy: scipy.fft.dst type 1. torch: minus the imaginary part of the FFT of the
+    odd extension [0, x, 0, -reverse(x)] of length 2(n+1) (Press et al., Numerical Recipes, 3rd ed., 12.4.1)."""
+    if xp.numpy:
+        return scipy.fft.dst(x, type=1, axis=axis, workers=_workers())
+    x = x.movedim(axis, -1)
     n = x.shape[-1]
     z = x.new_zeros(x.shape[:-1] + (1,))
     y = torch.cat([z, x, z, -x.flip(-1)], dim=-1)
-    s = torch.fft.rfft(y, dim=-1).imag[..., 1:n + 1].neg()
-    return s.movedim(-1, dim)
+    return torch.fft.rfft(y, dim=-1).imag[..., 1:n + 1].neg().movedim(-1, axis)
 
 
-def _dct2(x: torch.Tensor, dim: int, use_scipy: bool = False) -> torch.Tensor:
-    """Unnormalised DCT-II along ``dim``, scipy's scaling: 2 sum_j x_j cos(pi k (j + 1/2) / n). scipy (CPU):
+def _dct2(x, axis: int, xp=_Torch):
+    """Unnormalised DCT-II along ``axis``, scipy's scaling: 2 sum_j x_j cos(pi k (j + 1/2) / n). numpy:
     scipy.fft.dct type 2. torch: the FFT of the even extension [x, reverse(x)] is exp(i pi k / 2n) times it
     (Makhoul 1980, IEEE Trans. ASSP 28(1))."""
-    if use_scipy:
-        return torch.from_numpy(scipy.fft.dct(x.numpy(), type=2, axis=dim, workers=_workers()))
-    x = x.movedim(dim, -1)
+    if xp.numpy:
+        return scipy.fft.dct(x, type=2, axis=axis, workers=_workers())
+    x = x.movedim(axis, -1)
     n = x.shape[-1]
     y = torch.fft.rfft(torch.cat([x, x.flip(-1)], dim=-1), dim=-1)[..., :n]
     k = torch.arange(n, device=x.device, dtype=x.dtype)
-    ph = torch.polar(torch.ones_like(k), -math.pi * k / (2 * n))
-    return (y * ph).real.movedim(-1, dim)
+    return (y * torch.polar(torch.ones_like(k), -math.pi * k / (2 * n))).real.movedim(-1, axis)
 
 
-def _idct2(c: torch.Tensor, dim: int, use_scipy: bool = False) -> torch.Tensor:
-    """Exact inverse of :func:`_dct2` (scipy.fft.idct type 2 on CPU; torch: through irfft of length 2n)."""
-    if use_scipy:
-        return torch.from_numpy(scipy.fft.idct(c.numpy(), type=2, axis=dim, workers=_workers()))
-    c = c.movedim(dim, -1)
+def _idct2(c, axis: int, xp=_Torch):
+    """Exact inverse of :func:`_dct2` (numpy: scipy.fft.idct type 2; torch: through irfft of length 2n)."""
+    if xp.numpy:
+        return scipy.fft.idct(c, type=2, axis=axis, workers=_workers())
+    c = c.movedim(axis, -1)
     n = c.shape[-1]
     k = torch.arange(n, device=c.device, dtype=c.dtype)
     z = c * torch.polar(torch.ones_like(k), math.pi * k / (2 * n))
     z = torch.cat([z, z.new_zeros(z.shape[:-1] + (1,))], dim=-1)
-    x = torch.fft.irfft(z, n=2 * n, dim=-1)[..., :n]
-    return x.movedim(-1, dim)
+    return torch.fft.irfft(z, n=2 * n, dim=-1)[..., :n].movedim(-1, axis)
 
 
 def _workers() -> int:
@@ -264,79 +359,88 @@ class _Axis:
     """One axis of the box solve: how it is extended (mirror across frame edges), which transform it uses
     and the eigenvalues of the 1-D negative Laplacian -u[j-1] + 2u[j] - u[j+1] under that transform."""
 
-    def __init__(self, n: int, lo_edge: bool, hi_edge: bool, dtype: torch.dtype, device: torch.device,
-                 use_scipy: bool) -> None:
-        self.n, self.lo_edge, self.hi_edge, self.use_scipy = n, lo_edge, hi_edge, use_scipy
+    def __init__(self, n: int, lo_edge: bool, hi_edge: bool, xp) -> None:
+        self.n, self.lo_edge, self.hi_edge, self.xp = n, lo_edge, hi_edge, xp
         self.neumann_both = lo_edge and hi_edge
         self.mirror = lo_edge != hi_edge  # one Neumann side: mirror there -> Dirichlet on both ends, length 2n
         m = 2 * n if self.mirror else n
         self.m = m
-        k = torch.arange(m, dtype=torch.float64, device=device)
+        k = np.arange(m, dtype=np.float64)
         if self.neumann_both:  # DCT-II eigenvectors cos(pi k (j + 1/2) / n)
-            lam = 2.0 - 2.0 * torch.cos(math.pi * k / m)
+            self.lam = 2.0 - 2.0 * np.cos(np.pi * k / m)
         else:  # DST-I eigenvectors sin(pi (k + 1)(j + 1) / (m + 1))
-            lam = 2.0 - 2.0 * torch.cos(math.pi * (k + 1) / (m + 1))
-        self.lam = lam
+            self.lam = 2.0 - 2.0 * np.cos(np.pi * (k + 1) / (m + 1))
         #: transform, divide, inverse-transform multiplies by this (folded into the division)
         self.round_trip = 1.0 if self.neumann_both else 2.0 * (m + 1)
 
-    def extend(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+    def extend(self, x, axis: int):
         if not self.mirror:
             return x
-        return torch.cat([x.flip(dim), x], dim) if self.lo_edge else torch.cat([x, x.flip(dim)], dim)
+        f = self.xp.flip(x, axis)
+        return self.xp.cat([f, x] if self.lo_edge else [x, f], axis)
 
-    def restrict(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+    def restrict(self, x, axis: int):
         if not self.mirror:
             return x
-        return x.narrow(dim, self.n, self.n) if self.lo_edge else x.narrow(dim, 0, self.n)
+        return _take(x, axis, self.n if self.lo_edge else 0, self.n)
 
-    def forward(self, x: torch.Tensor, dim: int) -> torch.Tensor:
-        return _dct2(x, dim, self.use_scipy) if self.neumann_both else _dst1(x, dim, self.use_scipy)
+    def forward(self, x, axis: int):
+        return _dct2(x, axis, self.xp) if self.neumann_both else _dst1(x, axis, self.xp)
 
-    def inverse(self, x: torch.Tensor, dim: int) -> torch.Tensor:
-        return _idct2(x, dim, self.use_scipy) if self.neumann_both else _dst1(x, dim, self.use_scipy)
+    def inverse(self, x, axis: int):
+        return _idct2(x, axis, self.xp) if self.neumann_both else _dst1(x, axis, self.xp)
 
 
 class _BoxSolver:
     """Direct solve of the 5-point negative Laplacian on a (h, w) box: zero Dirichlet values on the ring
     around the box where the box is inside the frame, Neumann (zero flux) where it lies on the frame edge.
-    ``edges`` = (top, bottom, left, right) booleans: True where that side is the frame edge."""
+    ``edges`` = (top, bottom, left, right) booleans: True where that side is the frame edge. Works on numpy
+    arrays (xp=_Numpy, transforms by scipy.fft) or torch tensors (xp=_Torch, torch.fft, any device)."""
 
     def __init__(self, h: int, w: int, edges: tuple[bool, bool, bool, bool], dtype: torch.dtype,
                  device: torch.device, use_scipy: bool = False) -> None:
-        self.ay = _Axis(h, edges[0], edges[1], dtype, device, use_scipy)
-        self.ax = _Axis(w, edges[2], edges[3], dtype, device, use_scipy)
+        self.xp = _Numpy if use_scipy else _Torch
+        self.ay = _Axis(h, edges[0], edges[1], self.xp)
+        self.ax = _Axis(w, edges[2], edges[3], self.xp)
         lam = self.ay.lam[:, None] + self.ax.lam[None, :]
         self.singular = self.ay.neumann_both and self.ax.neumann_both
         if self.singular:
-            lam = lam.clone()
             lam[0, 0] = 1.0  # the constant mode: set to zero after the division (zero-mean correction)
-        self.inv_lam = (1.0 / (lam * (self.ay.round_trip * self.ax.round_trip))).to(dtype)
+        inv = 1.0 / (lam * (self.ay.round_trip * self.ax.round_trip))
+        if use_scipy:
+            self.inv_lam = inv.astype(np.float32 if dtype == torch.float32 else np.float64)
+        else:
+            self.inv_lam = torch.from_numpy(inv).to(device=device, dtype=dtype)
         self.edges = edges
 
-    def solve(self, rhs: torch.Tensor) -> torch.Tensor:
-        """rhs (C, h, w) -> solution (C, h, w)."""
+    def solve(self, rhs):
+        """rhs (C, h, w) -> solution (C, h, w), a new array."""
         x = self.ax.extend(self.ay.extend(rhs, -2), -1)
         x = self.ax.forward(self.ay.forward(x, -2), -1)
-        x = x.mul_(self.inv_lam)
+        x *= self.inv_lam
         if self.singular:
             x[..., 0, 0] = 0.0
         x = self.ax.inverse(self.ay.inverse(x, -2), -1)
         return self.ax.restrict(self.ay.restrict(x, -2), -1)
 
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
-        """The operator itself on (C, h, w): 4 x_p - sum of neighbours, ring = 0, frame edges mirrored."""
+    def apply(self, x):
+        """The operator on (C, h, w): 4 x_p minus the neighbours; the ring is 0, a frame-edge neighbour is the
+        pixel itself (Neumann)."""
         top, bottom, left, right = self.edges
-        p = F.pad(x, (1, 1, 1, 1))
+        out = 4.0 * x
+        out[..., 1:, :] -= x[..., :-1, :]
+        out[..., :-1, :] -= x[..., 1:, :]
+        out[..., :, 1:] -= x[..., :, :-1]
+        out[..., :, :-1] -= x[..., :, 1:]
         if top:
-            p[..., 0, 1:-1] = x[..., 0, :]
+            out[..., 0, :] -= x[..., 0, :]
         if bottom:
-            p[..., -1, 1:-1] = x[..., -1, :]
+            out[..., -1, :] -= x[..., -1, :]
         if left:
-            p[..., 1:-1, 0] = x[..., :, 0]
+            out[..., :, 0] -= x[..., :, 0]
         if right:
-            p[..., 1:-1, -1] = x[..., :, -1]
-        return 4.0 * x - p[..., :-2, 1:-1] - p[..., 2:, 1:-1] - p[..., 1:-1, :-2] - p[..., 1:-1, 2:]
+            out[..., :, -1] -= x[..., :, -1]
+        return out
 
 
 def _smooth_length(n: int) -> int:
@@ -364,13 +468,16 @@ def _grow(lo: int, hi: int, size: int, want: int) -> tuple[int, int]:
 # ------------------------------------------------------------------------------------------------ Poisson
 
 
-def _box_of(m: torch.Tensor, margin: int) -> tuple[int, int, int, int] | None:
-    """(y0, y1, x0, x1) of m > 0 grown by ``margin`` and clipped to the frame, or None for an empty mask."""
+def _box_of(m, margin: int) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) of m > 0 (numpy or torch, (H, W)) grown by ``margin`` and clipped, or None if empty."""
     on = m > 0
-    rows = torch.nonzero(on.any(dim=1)).flatten()
-    if rows.numel() == 0:
+    if isinstance(on, np.ndarray):
+        rows, cols = np.flatnonzero(on.any(axis=1)), np.flatnonzero(on.any(axis=0))
+    else:
+        rows = torch.nonzero(on.any(dim=1)).flatten()
+        cols = torch.nonzero(on.any(dim=0)).flatten() if rows.numel() else rows
+    if len(rows) == 0:
         return None
-    cols = torch.nonzero(on.any(dim=0)).flatten()
     h, w = m.shape
     y0, y1 = int(rows[0]), int(rows[-1]) + 1
     x0, x1 = int(cols[0]), int(cols[-1]) + 1
@@ -387,54 +494,68 @@ def _work_precision(options: PoissonOptions, solver: str, device: torch.device) 
     return torch.float32 if solver == "dst" else torch.float64
 
 
-def _correction_rhs(s: torch.Tensor, t: torch.Tensor, m: torch.Tensor, guidance: str, n_colour: int) -> torch.Tensor:
+def _correction_rhs(s, t, m, guidance: str, n_colour: int, xp):
     """Right-hand side sum_q w_pq (G_pq - (t_p - t_q)) on a region (C, h, w) whose outside has no edges.
 
     s, t: (C, h, w) (already in log space for the "log" channels), m: (h, w)."""
     if guidance == "mixed":  # per edge the larger gradient vector over the colour channels (Perez eq. 13)
         dsx, dtx = s[..., :, 1:] - s[..., :, :-1], t[..., :, 1:] - t[..., :, :-1]
         dsy, dty = s[..., 1:, :] - s[..., :-1, :], t[..., 1:, :] - t[..., :-1, :]
-        use_x = (dsx[:n_colour] ** 2).sum(0) > (dtx[:n_colour] ** 2).sum(0)
-        use_y = (dsy[:n_colour] ** 2).sum(0) > (dty[:n_colour] ** 2).sum(0)
-        gx = torch.where(use_x, dsx - dtx, 0.0)
-        gy = torch.where(use_y, dsy - dty, 0.0)
+        use_x = (dsx[:n_colour] ** 2).sum(axis=0) > (dtx[:n_colour] ** 2).sum(axis=0)
+        use_y = (dsy[:n_colour] ** 2).sum(axis=0) > (dty[:n_colour] ** 2).sum(axis=0)
+        gx = (dsx - dtx) * use_x
+        gy = (dsy - dty) * use_y
     else:  # G - dt is the gradient of s - t
         d = s - t
         gx = d[..., :, 1:] - d[..., :, :-1]
         gy = d[..., 1:, :] - d[..., :-1, :]
-    gx = gx.mul_(torch.maximum(m[:, 1:], m[:, :-1]))
-    gy = gy.mul_(torch.maximum(m[1:, :], m[:-1, :]))
+    gx *= xp.maximum(m[:, 1:], m[:, :-1])
+    gy *= xp.maximum(m[1:], m[:-1])
     # d_j - d_{j-1} should be g[j-1] (the edge between j-1 and j): sum_q (d_p - d_q) = g_left - g_right,
     # with no flux through the region's outer sides
-    rhs = F.pad(gx, (1, 0)) - F.pad(gx, (0, 1))
-    rhs += F.pad(gy, (0, 0, 1, 0))
-    rhs -= F.pad(gy, (0, 0, 0, 1))
+    rhs = xp.zeros(s)
+    rhs[..., :, 1:] += gx
+    rhs[..., :, :-1] -= gx
+    rhs[..., 1:, :] += gy
+    rhs[..., :-1, :] -= gy
     return rhs
 
 
-def _pcg(op: _BoxSolver, omega: torch.Tensor, b: torch.Tensor, tol: float, max_iter: int) -> torch.Tensor:
-    """Conjugate gradients on the pixels ``omega`` (h, w) bool of the box, zero elsewhere; preconditioner:
-    the box's direct solve restricted to omega (symmetric positive definite). Channels solved together."""
-    om = omega.to(b.dtype)
-    b = b * om
-    bnorm = torch.linalg.vector_norm(b, dim=(-2, -1)).clamp_min(torch.finfo(b.dtype).tiny)
-    x = torch.zeros_like(b)
-    r = b.clone()
-    z = op.solve(r) * om
-    p = z.clone()
-    rz = (r * z).sum(dim=(-2, -1))
+def _pcg(op: _BoxSolver, omega, b, tol: float, max_iter: int):
+    """Conjugate gradients on the pixels ``omega`` (h, w) of the box (1 there, 0 elsewhere), zero elsewhere;
+    preconditioner: the box's direct solve restricted to omega (symmetric positive definite). The channels
+    are solved together, each with its own step lengths."""
+    xp = op.xp
+
+    def dot(u, v):
+        return (u * v).sum(axis=(-2, -1))
+
+    def safe_div(a, b):
+        ok = b > 0
+        return a / (b + ~ok) * ok  # a / b where b > 0, else 0
+
+    b = b * omega
+    bnorm = dot(b, b) ** 0.5
+    bnorm = bnorm + (bnorm == 0)
+    x = xp.zeros(b)
+    r = b.copy() if xp.numpy else b.clone()
+    z = op.solve(r)
+    z *= omega
+    p = z.copy() if xp.numpy else z.clone()
+    rz = dot(r, z)
     it = 0
     for it in range(1, max_iter + 1):
-        ap = op.apply(p) * om
-        pap = (p * ap).sum(dim=(-2, -1))
-        alpha = torch.where(pap > 0, rz / torch.where(pap > 0, pap, torch.ones_like(pap)), torch.zeros_like(pap))
-        x = x + alpha[:, None, None] * p
-        r = r - alpha[:, None, None] * ap
-        if float((torch.linalg.vector_norm(r, dim=(-2, -1)) / bnorm).max()) <= tol:
+        ap = op.apply(p)
+        ap *= omega
+        alpha = safe_div(rz, dot(p, ap))
+        x += alpha[:, None, None] * p
+        r -= alpha[:, None, None] * ap
+        if xp.scalar((dot(r, r) ** 0.5 / bnorm).max()) <= tol:
             break
-        z = op.solve(r) * om
-        rz_new = (r * z).sum(dim=(-2, -1))
-        beta = torch.where(rz > 0, rz_new / torch.where(rz > 0, rz, torch.ones_like(rz)), torch.zeros_like(rz))
+        z = op.solve(r)
+        z *= omega
+        rz_new = dot(r, z)
+        beta = safe_div(rz_new, rz)
         rz = rz_new
         p = z + beta[:, None, None] * p
     else:
@@ -443,58 +564,75 @@ def _pcg(op: _BoxSolver, omega: torch.Tensor, b: torch.Tensor, tol: float, max_i
     return x
 
 
-def _blend_one(s: torch.Tensor, t: torch.Tensor, m: torch.Tensor, options: PoissonOptions
+def _blend_one(s: torch.Tensor, t: torch.Tensor, m: torch.Tensor, options: PoissonOptions, use_numpy: bool
                ) -> tuple[tuple[int, int, int, int], torch.Tensor] | None:
     """One image: s, t (C, H, W), m (H, W). Returns ((y0, y1, x0, x1), values (C, y1-y0, x1-x0)) for the
-    solved box, or None for an empty mask."""
+    solved box, or None for an empty mask. ``use_numpy``: the CPU path on zero-copy numpy views (nothing is
+    written into them: every array below is derived)."""
+    xp = _Numpy if use_numpy else _Torch
     solver = "dst" if options.solver == "auto" else options.solver
     h_img, w_img = m.shape
-    box = _box_of(m, options.margin_px if solver == "dst" else 1)
+    mm = m.numpy() if use_numpy else m
+    box = _box_of(mm, options.margin_px if solver == "dst" else 1)
     if box is None:
         return None
     y0, y1, x0, x1 = box
-    if solver == "dst":  # fast FFT lengths: grow the box a little where the frame allows
-        if y0 > 0 and y1 < h_img:
-            y0, y1 = _grow(y0, y1, h_img, _smooth_length(y1 - y0))
-        if x0 > 0 and x1 < w_img:
-            x0, x1 = _grow(x0, x1, w_img, _smooth_length(x1 - x0))
+    # fast FFT lengths: grow the box a little where the frame allows (for "cg" only the preconditioner sees
+    # the box: the unknowns stay the mask's pixels)
+    if y0 > 0 and y1 < h_img:
+        y0, y1 = _grow(y0, y1, h_img, _smooth_length(y1 - y0))
+    if x0 > 0 and x1 < w_img:
+        x0, x1 = _grow(x0, x1, w_img, _smooth_length(x1 - x0))
     edges = (y0 == 0, y1 == h_img, x0 == 0, x1 == w_img)
     # the region plus its ring (where the ring is inside the frame)
     ey0, ey1, ex0, ex1 = max(0, y0 - 1), min(h_img, y1 + 1), max(0, x0 - 1), min(w_img, x1 + 1)
     wd = _work_precision(options, solver, s.device)
-    se = s[:, ey0:ey1, ex0:ex1].to(wd)
-    te = t[:, ey0:ey1, ex0:ex1].to(wd)
-    me = m[ey0:ey1, ex0:ex1].to(wd).clamp_(0.0, 1.0)
+    if use_numpy:
+        nd = np.float32 if wd == torch.float32 else np.float64
+        se = s[:, ey0:ey1, ex0:ex1].numpy().astype(nd, copy=False)
+        te = t[:, ey0:ey1, ex0:ex1].numpy().astype(nd, copy=False)
+        me = np.clip(mm[ey0:ey1, ex0:ex1].astype(nd, copy=False), 0.0, 1.0)
+    else:
+        se = s[:, ey0:ey1, ex0:ex1].to(wd)
+        te = t[:, ey0:ey1, ex0:ex1].to(wd)
+        me = m[ey0:ey1, ex0:ex1].to(wd).clamp(0.0, 1.0)
     c = s.shape[0]
     n_colour = 3 if c == 4 else c
     use_log = options.guidance == "log"
     if use_log:
         eps = options.log_eps
-        sl = torch.cat([torch.log(se[:n_colour].clamp_min(eps)), se[n_colour:]], 0)
-        tl = torch.cat([torch.log(te[:n_colour].clamp_min(eps)), te[n_colour:]], 0)
+        sl = xp.cat([xp.log(xp.floor(se[:n_colour], eps)), se[n_colour:]], 0)
+        tl = xp.cat([xp.log(xp.floor(te[:n_colour], eps)), te[n_colour:]], 0)
     else:
         sl, tl = se, te
-    rhs = _correction_rhs(sl, tl, me, options.guidance, n_colour)
-    iy, ix = y0 - ey0, x0 - ex0
-    rhs = rhs[:, iy:iy + (y1 - y0), ix:ix + (x1 - x0)]
-    use_scipy = options.backend == "scipy" or (options.backend == "auto" and s.device.type == "cpu")
-    if use_scipy and s.device.type != "cpu":
-        raise InputError(f"PoissonOptions.backend='scipy' needs CPU tensors, got {s.device}",
-                         hint="use backend='torch' or 'auto'")
-    op = _BoxSolver(y1 - y0, x1 - x0, edges, wd, s.device, use_scipy)
-    mb = me[iy:iy + (y1 - y0), ix:ix + (x1 - x0)]
-    tb = te[:, iy:iy + (y1 - y0), ix:ix + (x1 - x0)]
+    rhs = _correction_rhs(sl, tl, me, options.guidance, n_colour, xp)
+    iy, ix, bh, bw = y0 - ey0, x0 - ex0, y1 - y0, x1 - x0
+    rhs = rhs[:, iy:iy + bh, ix:ix + bw]
+    op = _BoxSolver(bh, bw, edges, wd, s.device, use_numpy)
+    mb = me[iy:iy + bh, ix:ix + bw]
+    tb = te[:, iy:iy + bh, ix:ix + bw]
     if solver == "dst":
         d = op.solve(rhs)  # a box without any Dirichlet side comes back with zero mean (its free constant)
     else:
-        d = _pcg(op, mb > 0, rhs, options.tol, options.max_iter)
+        omega = (mb > 0).astype(mb.dtype) if use_numpy else (mb > 0).to(mb.dtype)
+        d = _pcg(op, omega, rhs, options.tol, options.max_iter)
     if use_log:
-        tlb = tl[:, iy:iy + (y1 - y0), ix:ix + (x1 - x0)]
-        u = torch.cat([torch.exp(tlb[:n_colour] + d[:n_colour]), tb[n_colour:] + d[n_colour:]], 0)
+        tlb = tl[:, iy:iy + bh, ix:ix + bw]
+        u = xp.cat([xp.exp(tlb[:n_colour] + d[:n_colour]), tb[n_colour:] + d[n_colour:]], 0)
         out = u * mb + tb * (1 - mb)
     else:
         out = tb + d * mb
+    if use_numpy:
+        return (y0, y1, x0, x1), torch.from_numpy(np.ascontiguousarray(out)).to(t.dtype)
     return (y0, y1, x0, x1), out.to(t.dtype)
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """One reduction (a NaN or Inf anywhere makes the sum non-finite); the exact test only if it is not."""
+    if x.device.type == "cpu":
+        a = x.detach().numpy()
+        return bool(np.isfinite(a.sum())) or bool(np.isfinite(a).all())
+    return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
 
 
 def poisson_blend(source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *,
@@ -509,9 +647,11 @@ def poisson_blend(source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
         mask: (B, 1, H, W) or (1, 1, H, W), float in [0, 1] (clipped), soft allowed; same H, W and device.
         Returns (B, C, H, W), a new tensor: the target outside each mask's solve region, bit-identical; a
         copy of the target where the mask is empty or all zero. Inputs are not modified.
-    Only the mask's bounding box (+ margin) is solved, never the whole frame. Work precision: see
-    PoissonOptions.precision (float32 keeps the dst correction solve within 1e-5 of a float64 sparse direct
-    solve on HDR data up to 100: measured in bench/blend.py and held by tests/core/test_blend.py).
+    Only the mask's bounding box (+ margin) is solved, never the whole frame. CPU tensors go through numpy
+    views and scipy.fft (PoissonOptions.backend "auto"/"scipy"), others through torch.fft; the tests hold
+    the two to the same numbers. Work precision: see PoissonOptions.precision (float32 keeps the "dst"
+    correction solve within 1e-4 relative of a float64 sparse direct solve on HDR data up to 100: measured
+    in bench/blend.py, held by tests/core/test_blend.py).
     Raises InputError for NaN / Inf in source or target (naming which), shape / device mismatches and a mask
     of another size.
     """
@@ -526,16 +666,18 @@ def poisson_blend(source: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     if source.device != target.device:
         raise InputError(f"source is on {source.device} but target on {target.device}: move one of them")
     check_masks(mask, target, "mask")
-    for name, x in (("source", source), ("target", target)):
-        # one reduction (a NaN or Inf anywhere makes the sum non-finite); the exact test only if it is
-        if not bool(torch.isfinite(x.sum())) and not bool(torch.isfinite(x).all()):
+    use_numpy = options.backend == "scipy" or (options.backend == "auto" and target.device.type == "cpu")
+    if use_numpy and target.device.type != "cpu":
+        raise InputError(f"PoissonOptions.backend='scipy' needs CPU tensors, got {target.device}",
+                         hint="use backend='torch' or 'auto'")
+    for name, x in (("source", source), ("target", target), ("mask", mask)):
+        if not _all_finite(x):
             raise InputError(f"{name} contains NaN or Inf", hint=f"clean the {name} (e.g. torch.nan_to_num) first")
-    if not bool(torch.isfinite(mask).all()):
-        raise InputError("mask contains NaN or Inf")
-    out = target.clone()
+    source, target, mask = source.detach(), target.detach(), mask.detach()
+    out = torch.from_numpy(target.numpy().copy()) if use_numpy else target.clone()
     for i in range(target.shape[0]):
         m = mask[i if mask.shape[0] > 1 else 0, 0]
-        res = _blend_one(source[i], target[i], m, options)
+        res = _blend_one(source[i], target[i], m, options, use_numpy)
         if res is None:
             continue
         (y0, y1, x0, x1), vals = res
@@ -585,7 +727,9 @@ def paste_back(frames: torch.Tensor, crops: torch.Tensor, frame_from_crop: torch
     nb = frames.shape[0]
     if any(v < 0 or v >= nb for v in idx):
         raise InputError(f"frame_index values must be in [0, {nb}), got {idx}")
-    out = frames.clone()
+    on_cpu = frames.device.type == "cpu"
+    frames_d = frames.detach()
+    out = torch.from_numpy(frames_d.numpy().copy()) if on_cpu else frames_d.clone()
     if n == 0:
         return out
     m_all = feather_mask(masks.to(crops.dtype), options.feather_px, mode=options.feather_mode)
@@ -608,13 +752,22 @@ def paste_back(frames: torch.Tensor, crops: torch.Tensor, frame_from_crop: torch
         src = warp_affine(crops[k:k + 1], roi_from_crop[None], (rw, rh), interpolation=options.interpolation,
                           border="replicate")
         mw = warp_affine(m_all[k:k + 1], roi_from_crop[None], (rw, rh), interpolation=mask_interp,
-                         border="constant").clamp_(0.0, 1.0)
-        b = idx[k]
-        region = out[b:b + 1, :, y0:y1, x0:x1]
-        if options.mode == "over":
-            a = src[:, 3:4] if src.shape[1] == 4 else 1.0
-            comp = src * mw + region * (1.0 - a * mw)
+                         border="constant")
+        if on_cpu:
+            np.clip(mw.numpy(), 0.0, 1.0, out=mw.numpy())
         else:
-            comp = poisson_blend(src, region, mw, options=options.poisson)
-        out[b:b + 1, :, y0:y1, x0:x1] = comp
+            mw.clamp_(0.0, 1.0)
+        b = idx[k]
+        region = out[b:b + 1, :, y0:y1, x0:x1]  # a view of our own copy: written in place
+        if options.mode == "over":
+            if on_cpu:  # numpy in place: no temporaries the size of the ROI beyond two
+                r, sn, mn = region.numpy(), src.detach().numpy(), mw.numpy()
+                am = sn[:, 3:4] * mn if sn.shape[1] == 4 else mn
+                r *= 1.0 - am
+                r += sn * mn
+            else:
+                am = src[:, 3:4] * mw if src.shape[1] == 4 else mw
+                region.mul_(1.0 - am).add_(src.detach() * mw)
+        else:
+            region.copy_(poisson_blend(src.detach(), region, mw, options=options.poisson))
     return out
