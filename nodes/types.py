@@ -22,6 +22,10 @@ ALIGN = "FACEGRAPH_ALIGN"          # list[Alignment], one per crop of the batch
 SEQUENCE = "FACEGRAPH_SEQUENCE"    # core.io.frames.SequenceInfo
 TRACKS = "FACEGRAPH_TRACKS"        # core.shot.ShotResult: tracks with per-frame alignments
 VIEW = "FACEGRAPH_VIEW"            # core.colour.ViewOptions
+FACE_MODEL = "FACEGRAPH_FACE_MODEL"  # models.pipeline.synthesis.FaceMesh (a MorphableModel with torch topology)
+FIT = "FACEGRAPH_FIT"              # list[list[core.morphable.fit.FitResult | None]]: per image, per face of FACES
+TEXTURE = "FACEGRAPH_TEXTURE"      # models.pipeline.synthesis.Texture (straight colour + alpha in a UV layout)
+COLOUR_TRANSFER = "FACEGRAPH_COLOUR_TRANSFER"  # core.colour_match.ColourTransfer (one for a shot)
 
 CATEGORY = "facegraph"
 
