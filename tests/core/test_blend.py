@@ -9,8 +9,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spl
 import torch
 
-from facegraph.core.blend import (PasteOptions, PoissonOptions, _box_of, _grow, _smooth_length, combine_masks,
-                                  feather_mask, paste_back, poisson_blend)
+from facegraph.core.blend import (PasteOptions, PoissonOptions, _box_of, _grow, _over_inplace, _smooth_length,
+                                  combine_masks, feather_mask, paste_back, poisson_blend)
 from facegraph.core.errors import InputError
 from facegraph.core.warp import warp_affine
 
@@ -147,7 +147,7 @@ def test_feather_mask(device):
 def test_feather_cv2_and_torch_agree(mode):
     g = torch.Generator().manual_seed(3)
     m = (torch.rand(2, 1, 33, 47, generator=g) > 0.4).float() * torch.rand(2, 1, 33, 47, generator=g)
-    for r in (1.0, 2.5, 6.0):
+    for r in (4.5,):
         a = feather_mask(m, r, mode=mode, backend="torch")
         b = feather_mask(m, r, mode=mode, backend="cv2")
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
@@ -172,16 +172,19 @@ def test_combine_masks(device):
 CASES = {"interior": (26, 20, 15, 11), "edge": (4, 20, 14, 11), "corner": (3, 2, 16, 12)}
 
 
-@pytest.mark.parametrize("where", list(CASES))
-@pytest.mark.parametrize("solver", ["dst", "cg"])
-@pytest.mark.parametrize("guidance", ["source", "mixed", "log"])
-@pytest.mark.parametrize("backend", ["auto", "torch"])
+# every case on the default path; the torch.fft path (what CUDA runs) on CPU too, in the corner case, which
+# has both mirrored (frame-edge) and Dirichlet sides
+SPARSE_CASES = ([(w, s, g, "auto") for w in CASES for s in ("dst", "cg") for g in ("source", "mixed", "log")]
+                + [("corner", s, g, "torch") for s in ("dst", "cg") for g in ("source", "mixed", "log")])
+
+
+@pytest.mark.parametrize("where,solver,guidance,backend", SPARSE_CASES)
 def test_poisson_matches_sparse_direct_solve(device, where, solver, guidance, backend):
     """HDR data up to 100, soft elliptical masks (inside, on the frame edge, in the corner): the result is
     within 1e-3 relative (measured: about 2e-5 in float32) of a float64 sparse LU of the same system."""
     s, t = _hdr(1), _hdr(2)
     m = _ellipse(*CASES[where])
-    opts = PoissonOptions(solver=solver, guidance=guidance, margin_px=4, tol=1e-8, backend=backend)
+    opts = PoissonOptions(solver=solver, guidance=guidance, margin_px=4, tol=1e-7, backend=backend)
     out = poisson_blend(s.to(device), t.to(device), m.to(device), options=opts)
     region = dst_region(m[0, 0], 4) if solver == "dst" else (m[0, 0] > 0).numpy()
     ref = reference_blend(s[0].double().numpy(), t[0].double().numpy(), m[0, 0].double().numpy(), region,
@@ -369,6 +372,20 @@ def test_paste_back_rgba_alpha(device):
     torch.testing.assert_close(out[0, 0, 20, 20], torch.tensor(0.2 * (1 - 0.3), device=device))
     torch.testing.assert_close(out[0, 1, 20, 20], torch.tensor(0.6 * 0.5, device=device))
     assert torch.equal(out[0, :, :10], frames[0, :, :10])
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_over_composite_numpy_and_torch_agree(channels):
+    g = torch.Generator().manual_seed(5)
+    region = torch.rand(1, channels, 9, 11, generator=g) * 50
+    src = torch.rand(1, channels, 9, 11, generator=g) * 50
+    m = torch.rand(1, 1, 9, 11, generator=g)
+    a, b = region.clone(), region.clone()
+    _over_inplace(a, src, m, True)
+    _over_inplace(b, src, m, False)
+    alpha = src[:, 3:4] if channels == 4 else 1.0
+    torch.testing.assert_close(a, src * m + region * (1 - alpha * m))
+    torch.testing.assert_close(b, a)
 
 
 def test_paste_back_errors(device):
