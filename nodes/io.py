@@ -165,16 +165,22 @@ def files_changed(path: str, inputs: dict) -> str:
     return fingerprint(pattern_files(str(path or "")), extra=(path, sorted(inputs.items(), key=str)))
 
 
-def prompt_inputs(prompt: dict | None, own_id: str | None) -> list[str]:
-    """The files that the loader nodes of this prompt read (every other node's string input named ``path``):
-    a save node never writes over them, whatever its mode."""
+#: the inputs through which facegraph's nodes read files (a Save node's ``path`` is its output: skipped)
+READ_INPUTS = ("path", "plate", "source", "crops", "decal")
+
+
+def prompt_inputs(prompt: dict | None, own_id: str | None = None) -> list[str]:
+    """The files that the nodes of this prompt read (their string inputs in READ_INPUTS; Save nodes
+    excluded): a writing node never writes over them, whatever its mode. ``own_id`` is accepted for the
+    callers' clarity: a node's own read inputs count too."""
     files: list[str] = []
     for nid, node in (prompt or {}).items():
-        if str(nid) == str(own_id) or not isinstance(node, dict):
+        if not isinstance(node, dict) or "Save" in str(node.get("class_type", "")):
             continue
-        value = (node.get("inputs") or {}).get("path")
-        if isinstance(value, str) and value.strip() and "Save" not in str(node.get("class_type", "")):
-            files += pattern_files(value)
+        for key in READ_INPUTS:
+            value = (node.get("inputs") or {}).get(key)
+            if isinstance(value, str) and value.strip():
+                files += pattern_files(value)
     return files
 
 

@@ -491,13 +491,17 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the main job on the built-in sample and write its results")
     p.add_argument("--out", default="out/demo")
     p.add_argument("--frames", type=int, default=24)
+    p.add_argument("--source", help="the photo whose face the face-replace graph puts on the plate "
+                                    "(default: the built-in one)")
     p.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    for line in run_demo(args.out, frames=args.frames):
+    if not 1 <= args.frames <= 1000:
+        raise InputError(f"--frames {args.frames} is outside 1-1000")
+    for line in run_demo(args.out, frames=args.frames, source=args.source):
         print(line)
     return 0
 

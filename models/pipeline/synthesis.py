@@ -92,7 +92,7 @@ def face_vertices(face: Face, mesh: FaceMesh, frame_size: tuple[int, int],
         raise EstimationError("the face has no landmarks to place a mesh")
     m = mesh.model
     if is_free_form(m) and lm.scheme in MESH_SCHEMES and m.n_vertices <= len(lm.points):
-        pts = np.asarray(lm.points[:m.n_vertices], np.float32)
+        pts = np.array(lm.points[:m.n_vertices], np.float32)  # a writable copy (records are frozen)
         if pts.shape[1] < 3:
             raise EstimationError("mesh landmarks without depth cannot place a textured mesh")
         if not np.isfinite(pts).all():
@@ -124,7 +124,7 @@ def _frame_vertices(face: Face, mesh: FaceMesh, frame, size: tuple[int, int]) ->
     dx, dy = window_offset(frame)
     v[:, 0] -= dx
     v[:, 1] -= dy
-    return torch.as_tensor(v, device=mesh.device)[None]
+    return torch.tensor(v, device=mesh.device)[None]
 
 
 # ----------------------------------------------------------------------------------------------- texture
@@ -142,7 +142,7 @@ def texture_from_frame(pixels: np.ndarray, face: Face, mesh: FaceMesh, size: int
     frame added to ``accumulator`` (a shot's running weighted mean) and its current texture."""
     img = _to_tensor(pixels[..., :3], mesh.device)
     h, w = pixels.shape[:2]
-    verts = torch.as_tensor(face_vertices(face, mesh, (w, h)), device=mesh.device)[None]
+    verts = torch.tensor(face_vertices(face, mesh, (w, h)), device=mesh.device)[None]
     tex, weight = extract_uv_texture(img, verts, mesh.triangles, mesh.uv, size, uv_triangles=mesh.uv_triangles)
     # alpha reaches 1 at a quarter of a frontal texel's weight (|n_z|^2 = 0.25: 60 degrees from the view axis),
     # so the cheeks of a frontal photo are opaque and only grazing texels fade

@@ -32,8 +32,51 @@ ANALYSE_SHOT = {
         "columns": 4, "tile_width": 320}},
 }
 
+PLATE = "output/facegraph/plate/plate.####.exr"
+_ANALYSE = {"class_type": "FacegraphAnalyseShot", "inputs": {
+    "path": PLATE, "frames": "", "missing": "hold", "smoothing": "rts", "strength": 0.0, "cache": True,
+    "recrop": 1, "eyes": "auto", "start_frame": 1001, "fps": 24.0}}
+
+FACE_REPLACE = {
+    "1": _ANALYSE,
+    "2": {"class_type": "FacegraphExportTracking", "inputs": {
+        "tracks": ["1", 1], "folder": "output/facegraph/tracking", "crop_size": 512, "overwrite": True}},
+    "3": {"class_type": "FacegraphFaceReplace", "inputs": {
+        "source": "input/source.png", "tracks": ["1", 1], "plate": PLATE, "frames": "", "missing": "hold",
+        "output": "output/facegraph/replace/replace.####.exr", "mode": "resume", "pixel_type": "half",
+        "model": "mediapipe_canonical", "texture_size": 1024, "colour_method": "mkl", "colour_strength": 1.0,
+        "blend": "poisson", "guidance": "log", "feather_px": 6.0, "mouth_interior": False,
+        "preview_path": "output/facegraph/replace_before_after.png"}},
+}
+
+FACE_PAINT = {
+    "1": _ANALYSE,
+    "2": {"class_type": "FacegraphFacePaint", "inputs": {
+        "decal": "input/decal_uv.png", "tracks": ["1", 1], "plate": PLATE, "frames": "", "missing": "hold",
+        "output": "output/facegraph/paint/paint.####.exr", "mode": "resume", "pixel_type": "half",
+        "model": "mediapipe_canonical", "opacity": 1.0, "feather_px": 2.0,
+        "preview_path": "output/facegraph/paint_before_after.png"}},
+}
+
+UNSTABILISE = {
+    "1": {"class_type": "FacegraphImportTracking", "inputs": {"path": "output/facegraph/tracking"}},
+    "2": {"class_type": "FacegraphPasteBackSequence", "inputs": {
+        "crops": "output/facegraph/crops/crop.####.exr", "tracks": ["1", 1], "plate": PLATE, "frames": "",
+        "missing": "hold", "output": "output/facegraph/unstabilised/plate.####.exr", "mode": "resume",
+        "pixel_type": "half", "feather_px": 16.0, "blend": "over",
+        "preview_path": "output/facegraph/unstabilise_before_after.png"}},
+}
+
+WORKFLOWS = {
+    "analyse_shot": (ANALYSE_SHOT, "facegraph: analyse a shot (track, smooth, export, stabilised crops)"),
+    "face_replace": (FACE_REPLACE, "facegraph: face replace (source photo -> UV -> every frame, Poisson)"),
+    "face_paint": (FACE_PAINT, "facegraph: face paint (a UV-space decal tracked onto every frame)"),
+    "unstabilise": (UNSTABILISE, "facegraph: unstabilise (paste processed crops back into the plate)"),
+}
+
 if __name__ == "__main__":
     OUT.mkdir(exist_ok=True)
-    doc = api_to_ui(ANALYSE_SHOT, NODE_CLASSES, title="facegraph: analyse a shot (track, smooth, export, crops)")
-    (OUT / "analyse_shot.json").write_text(json.dumps(doc, indent=1) + "\n")
-    print(OUT / "analyse_shot.json")
+    for name, (graph, title) in WORKFLOWS.items():
+        doc = api_to_ui(graph, NODE_CLASSES, title=title)
+        (OUT / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+        print(OUT / f"{name}.json")

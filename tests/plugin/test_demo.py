@@ -8,7 +8,7 @@ import pytest
 
 
 @pytest.mark.shared
-def test_demo_runs_the_analyse_shot_template(tmp_path):
+def test_demo_runs_the_analyse_shot_and_face_replace_templates(tmp_path):
     out = tmp_path / "demo"
     assert main(["-q", "demo", "--out", str(out), "--frames", "8"]) == 0
     crops = sorted((out / "crops").glob("*.exr"))
@@ -18,6 +18,12 @@ def test_demo_runs_the_analyse_shot_template(tmp_path):
     doc = json.loads((out / "tracking" / "tracking.json").read_text())
     assert len(doc["tracks"]) == 1 and len(doc["tracks"][0]["frames"]) == 8
     assert (out / "contact_sheet.png").stat().st_size > 10_000
+    # face replace: the EXR result, and the before / after picture
+    replaced = sorted((out / "replace").glob("replace.*.exr"))
+    assert len(replaced) == 8
+    px, info = read_image(replaced[0])
+    assert px.shape == (480, 640, 3) and info.attribute("facegraph:graph_hash")
+    assert (out / "before_after.png").stat().st_size > 10_000
     # idempotent: a second run succeeds (the plate is kept, outputs replaced)
     plate = sorted((out / "plate").glob("*.exr"))[0].stat().st_mtime_ns
     assert main(["-q", "demo", "--out", str(out), "--frames", "8"]) == 0

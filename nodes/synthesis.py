@@ -1,0 +1,220 @@
+"""Shot-level synthesis jobs as nodes: face replace, face paint, paste a processed crop sequence back. Each
+streams the plate from disk and writes an EXR sequence (like Analyse Shot reads one), so a shot of any length
+runs in bounded memory in the editor too. Thin: all work is in models/pipeline/synthesis.py."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+from ..core.errors import InputError
+from ..core.io.frames import WRITE_MODES
+from ..core.io.images import PIXEL_TYPES, read_image, write_display_png
+from ..core.io.sequence import MISSING_POLICIES, parse_frames
+from ..core.io.source import open_source
+from ..core.shot import ShotResult
+from .io import files_changed, prompt_inputs
+from .types import BOOLEAN, CATEGORY, FLOAT, IMAGE, INT, STRING, TRACKS, numpy_to_image, widget
+
+MODEL_CHOICES = ("mediapipe_canonical", "bfm_3ddfa", "sfm_3448")
+MODEL_TOOLTIP = ("UV layout / topology: mediapipe_canonical (Apache-2.0, the mesh landmarks themselves), "
+                 "bfm_3ddfa or sfm_3448 (NON-COMMERCIAL licences: fitted 3DMMs)")
+
+
+def _plate_inputs():
+    return {
+        "tracks": widget(TRACKS, "tracks of the plate (Analyse Shot / Import Tracking Data)"),
+        "plate": widget(STRING, "the plate: plate.####.exr, a movie or a still (the one the tracks are of)",
+                        default=""),
+        "frames": widget(STRING, "frame range (empty: all)", default=""),
+        "missing": widget(MISSING_POLICIES, "frames missing from the range", default="error"),
+        "output": widget(STRING, "output EXR pattern", default="output/facegraph/replace/replace.####.exr"),
+        "mode": widget(WRITE_MODES, "existing frames: error, overwrite, or resume (keep this graph's)",
+                       default="error"),
+        "pixel_type": widget(PIXEL_TYPES, "half or float EXR", default="half"),
+    }
+
+
+def _hash(prompt) -> str:
+    return hashlib.sha256(json.dumps(prompt, sort_keys=True, default=str).encode()).hexdigest()[:16] if prompt else ""
+
+
+def _result(report, preview_path: str):
+    from ..models.pipeline.synthesis import before_after_sheet
+
+    sheet = before_after_sheet(report) if report.tiles else None
+    if sheet is not None and preview_path.strip():
+        write_display_png(preview_path.strip(), sheet)
+    image = numpy_to_image((sheet.astype("float32") / 255.0)[None]) if sheet is not None else None
+    text = report.summary() + (f"; passed through: {report.passed_through}" if report.passed_through else "")
+    return text, image
+
+
+class FaceReplace:
+    DESCRIPTION = ("Face replace: the face of a source photo is extracted to a UV texture (linear float, "
+                   "visibility-weighted), colour-matched once for the shot to the plate's face, rendered onto "
+                   "the tracked face of every frame with that frame's pose and expression, Poisson-blended in "
+                   "the gradient domain (log guidance: robust to exposure changes) inside a feathered region "
+                   "mask, and written as EXR. Frames without the face pass the plate through.")
+    CATEGORY = f"{CATEGORY}/synthesis"
+    FUNCTION = "replace"
+    OUTPUT_NODE = True
+    RETURN_TYPES = (STRING, IMAGE, STRING)
+    RETURN_NAMES = ("paths", "before_after", "summary")
+    OUTPUT_TOOLTIPS = ("the output pattern", "a before / after contact sheet (display-referred)",
+                       "frames written, passed through, ms per stage")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "source": widget(STRING, "the photo whose face goes onto the plate (largest face is used)", default=""),
+            **_plate_inputs(),
+        }, "optional": {
+            "model": widget(MODEL_CHOICES, MODEL_TOOLTIP, default="mediapipe_canonical"),
+            "texture_size": widget(INT, "UV texture size in texels", default=1024, min=64, max=8192, step=64),
+            "colour_method": widget(("mkl", "meanstd", "histogram"), "colour match of the source to the plate",
+                                    default="mkl"),
+            "colour_strength": widget(FLOAT, "0 = no colour match, 1 = full", default=1.0, min=0.0, max=1.0,
+                                      step=0.05),
+            "blend": widget(("poisson", "over"), "gradient-domain blend, or a feathered 'over'", default="poisson"),
+            "guidance": widget(("log", "source", "mixed"), "Poisson guidance", default="log"),
+            "feather_px": widget(FLOAT, "soft edge of the face mask in pixels", default=6.0, min=0.0, max=200.0),
+            "mouth_interior": widget(BOOLEAN, "also replace the mouth interior (default: keep the plate's)",
+                                     default=False),
+            "preview_path": widget(STRING, "PNG of the before / after sheet (empty: none)",
+                                   default="output/facegraph/replace_before_after.png"),
+        }, "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"}}
+
+    @classmethod
+    def IS_CHANGED(cls, source, plate="", **inputs):
+        return files_changed(source, {"plate": files_changed(plate, {}), **inputs})
+
+    def replace(self, source, tracks: ShotResult, plate, frames="", missing="error",
+                output="output/facegraph/replace/replace.####.exr", mode="error", pixel_type="half",
+                model="mediapipe_canonical", texture_size=1024, colour_method="mkl", colour_strength=1.0,
+                blend="poisson", guidance="log", feather_px=6.0, mouth_interior=False,
+                preview_path="output/facegraph/replace_before_after.png", prompt=None, unique_id=None):
+        from ..models.pipeline.synthesis import REPLACE_REGIONS, ReplaceOptions, face_replace
+        from ..models.shot import AnalysisOptions, ShotAnalyser
+
+        if not source.strip():
+            raise InputError("no source photo given", hint="set 'source' to an image with a face")
+        px, _ = read_image(source.strip())
+        found = ShotAnalyser(AnalysisOptions()).analyse_frame(px, 0)
+        if not found.faces:
+            raise InputError("no face found in the source photo", file=source.strip(),
+                             hint="use a photo with a clearly visible face")
+        src = open_source(plate.strip(), parse_frames(frames), missing=missing)
+        opts = ReplaceOptions(model=model, texture_size=int(texture_size), colour_method=colour_method,
+                              colour_strength=float(colour_strength), blend=blend, guidance=guidance,
+                              feather_px=float(feather_px),
+                              regions=REPLACE_REGIONS + (("mouth_interior",) if mouth_interior else ()))
+        _check_prompt_inputs(prompt, unique_id, output)
+        report = face_replace(px, found, src, tracks, output.strip(), options=opts, mode=mode,
+                              pixel_type=pixel_type, graph_hash=_hash(prompt))
+        text, image = _result(report, preview_path)
+        return {"ui": {"text": [text]}, "result": (output.strip(), image, text)}
+
+
+class FacePaint:
+    DESCRIPTION = ("Face paint: a UV-space decal or texture edit (EXR, or PNG/TIFF with alpha, in the face "
+                   "model's UV layout) rendered onto the tracked face of every frame and composited over the "
+                   "plate inside the visible face. Frames without the face pass the plate through.")
+    CATEGORY = f"{CATEGORY}/synthesis"
+    FUNCTION = "paint"
+    OUTPUT_NODE = True
+    RETURN_TYPES = (STRING, IMAGE, STRING)
+    RETURN_NAMES = ("paths", "before_after", "summary")
+    OUTPUT_TOOLTIPS = ("the output pattern", "a before / after contact sheet", "what was done")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        req = _plate_inputs()
+        req["output"] = widget(STRING, "output EXR pattern", default="output/facegraph/paint/paint.####.exr")
+        return {"required": {"decal": widget(STRING, "the UV-space decal (square image)", default=""), **req},
+                "optional": {
+                    "model": widget(MODEL_CHOICES, MODEL_TOOLTIP, default="mediapipe_canonical"),
+                    "opacity": widget(FLOAT, "scales the decal's alpha", default=1.0, min=0.0, max=1.0, step=0.05),
+                    "feather_px": widget(FLOAT, "soft edge of the face region", default=2.0, min=0.0, max=200.0),
+                    "preview_path": widget(STRING, "PNG of the before / after sheet (empty: none)",
+                                           default="output/facegraph/paint_before_after.png"),
+                }, "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"}}
+
+    @classmethod
+    def IS_CHANGED(cls, decal, plate="", **inputs):
+        return files_changed(decal, {"plate": files_changed(plate, {}), **inputs})
+
+    def paint(self, decal, tracks: ShotResult, plate, frames="", missing="error",
+              output="output/facegraph/paint/paint.####.exr", mode="error", pixel_type="half",
+              model="mediapipe_canonical", opacity=1.0, feather_px=2.0,
+              preview_path="output/facegraph/paint_before_after.png", prompt=None, unique_id=None):
+        from ..models.pipeline.synthesis import PaintOptions, face_paint, read_decal
+
+        texture = read_decal(decal.strip())
+        src = open_source(plate.strip(), parse_frames(frames), missing=missing)
+        _check_prompt_inputs(prompt, unique_id, output)
+        report = face_paint(texture, src, tracks, output.strip(),
+                            options=PaintOptions(model=model, opacity=float(opacity), feather_px=float(feather_px)),
+                            mode=mode, pixel_type=pixel_type, graph_hash=_hash(prompt))
+        text, image = _result(report, preview_path)
+        return {"ui": {"text": [text]}, "result": (output.strip(), image, text)}
+
+
+class PasteBackSequence:
+    DESCRIPTION = ("Unstabilise: paste a processed stabilised crop sequence (from Track Crops or facegraph "
+                   "analyse, then painted or graded) back into the plate through each frame's inverse "
+                   "alignment, feathered, in float. Frames without a crop pass the plate through.")
+    CATEGORY = f"{CATEGORY}/synthesis"
+    FUNCTION = "paste"
+    OUTPUT_NODE = True
+    RETURN_TYPES = (STRING, IMAGE, STRING)
+    RETURN_NAMES = ("paths", "before_after", "summary")
+    OUTPUT_TOOLTIPS = ("the output pattern", "a before / after contact sheet", "what was done")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        req = _plate_inputs()
+        req["output"] = widget(STRING, "output EXR pattern", default="output/facegraph/unstabilised/plate.####.exr")
+        return {"required": {"crops": widget(STRING, "the processed crop sequence, crop.####.exr", default=""),
+                             **req},
+                "optional": {
+                    "feather_px": widget(FLOAT, "soft edge of the crop in crop pixels", default=16.0, min=0.0,
+                                         max=500.0),
+                    "blend": widget(("over", "poisson"), "feathered over, or gradient-domain", default="over"),
+                    "preview_path": widget(STRING, "PNG of the before / after sheet (empty: none)",
+                                           default="output/facegraph/unstabilise_before_after.png"),
+                }, "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"}}
+
+    @classmethod
+    def IS_CHANGED(cls, crops, plate="", **inputs):
+        return files_changed(crops, {"plate": files_changed(plate, {}), **inputs})
+
+    def paste(self, crops, tracks: ShotResult, plate, frames="", missing="error",
+              output="output/facegraph/unstabilised/plate.####.exr", mode="error", pixel_type="half",
+              feather_px=16.0, blend="over", preview_path="output/facegraph/unstabilise_before_after.png",
+              prompt=None, unique_id=None):
+        from ..models.pipeline.synthesis import unstabilise
+
+        crop_src = open_source(crops.strip(), missing="skip")
+        src = open_source(plate.strip(), parse_frames(frames), missing=missing)
+        _check_prompt_inputs(prompt, unique_id, output)
+        report = unstabilise(crop_src, src, tracks, output.strip(), feather_px=float(feather_px), mode=mode,
+                             pixel_type=pixel_type, graph_hash=_hash(prompt), blend=blend)
+        text, image = _result(report, preview_path)
+        return {"ui": {"text": [text]}, "result": (output.strip(), image, text)}
+
+
+def _check_prompt_inputs(prompt, unique_id, output: str) -> None:
+    """Refuse, before any work, an output pattern that names a file some loader of this prompt reads."""
+    from ..core.fsutil import check_disjoint
+    from ..core.fsutil import pattern_files
+
+    inputs = prompt_inputs(prompt, unique_id)
+    if inputs:
+        check_disjoint(pattern_files(output), inputs)
+
+
+NODES = {
+    "FacegraphFaceReplace": (FaceReplace, "Face Replace (facegraph)"),
+    "FacegraphFacePaint": (FacePaint, "Face Paint (facegraph)"),
+    "FacegraphPasteBackSequence": (PasteBackSequence, "Paste Back Sequence / Unstabilise (facegraph)"),
+}

@@ -1,0 +1,103 @@
+"""The synthesis jobs end to end on real frames: the demo plate (a real portrait photo moved by known motion),
+a real source still from ../shared/data, the real detector / landmark models. Run through the shipped
+templates (example_workflows/) with the headless runner, as the editor and the CLI run them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facegraph.core.io.images import read_image, write_image
+from facegraph.plugin.demo import write_sample_plate
+from facegraph.plugin.runner import run_file
+
+pytestmark = pytest.mark.shared
+WF = Path(__file__).resolve().parents[2] / "example_workflows"
+FRAMES = 4
+
+
+@pytest.fixture(scope="module")
+def plate(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthesis")
+    numbers = write_sample_plate(root / "plate" / "plate.####.exr", FRAMES)
+    return root, str(root / "plate" / "plate.####.exr"), f"{numbers[0]}-{numbers[-1]}"
+
+
+def _face_change(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(mean |change| inside the changed region, fraction of pixels changed by more than 1e-3)."""
+    d = np.abs(a[..., :3] - b[..., :3]).max(-1)
+    return float(d[d > 1e-3].mean()) if (d > 1e-3).any() else 0.0, float((d > 1e-3).mean())
+
+
+def test_face_replace_template(plate, data, tmp_path):
+    root, pattern, frames = plate
+    out = tmp_path / "replace" / "r.####.exr"
+    run = run_file(WF / "face_replace.json", {
+        "1.path": pattern, "1.frames": frames, "2.folder": str(tmp_path / "tracking"),
+        "3.source": str(data / "stills" / "s0.jpg"), "3.plate": pattern, "3.frames": frames,
+        "3.output": str(out), "3.preview_path": str(tmp_path / "ba.png"), "3.texture_size": 512})
+    assert "4 frame(s) written" in run.outputs["3"][2]
+    for n in range(1001, 1001 + FRAMES):
+        before, _ = read_image(pattern.replace("####", str(n)))
+        after, info = read_image(str(out).replace("####", str(n)))
+        assert after.shape == before.shape and np.isfinite(after).all()
+        change, frac = _face_change(before, after)
+        assert 0.005 < frac < 0.25, f"frame {n}: {frac:.3f} of the frame changed (the face only, please)"
+        assert change > 0.01
+        # outside the face's neighbourhood the plate is bit-identical
+        assert (before[:40] == after[:40]).all()
+        assert info.attribute("facegraph:graph_hash")
+    assert (tmp_path / "ba.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "tracking" / "tracking.json").read_text())["tracks"]
+    # resume with the same graph keeps every frame
+    mtime = Path(str(out).replace("####", "1001")).stat().st_mtime_ns
+    run = run_file(WF / "face_replace.json", {
+        "1.path": pattern, "1.frames": frames, "2.folder": str(tmp_path / "tracking"),
+        "3.source": str(data / "stills" / "s0.jpg"), "3.plate": pattern, "3.frames": frames,
+        "3.output": str(out), "3.preview_path": str(tmp_path / "ba.png"), "3.texture_size": 512})
+    assert "4 kept" in run.outputs["3"][2]
+    assert Path(str(out).replace("####", "1001")).stat().st_mtime_ns == mtime
+
+
+def test_face_paint_template(plate, tmp_path):
+    root, pattern, frames = plate
+    decal = np.zeros((256, 256, 4), np.float32)
+    decal[100:156, :, :3] = (2.0, 0.1, 0.1)  # a bright red band across the UV layout, alpha 1 there
+    decal[100:156, :, 3] = 1.0
+    decal[..., :3] *= decal[..., 3:]
+    write_image(tmp_path / "decal.exr", decal, pixel_type="float")
+    out = tmp_path / "paint" / "p.####.exr"
+    run = run_file(WF / "face_paint.json", {
+        "1.path": pattern, "1.frames": frames, "2.decal": str(tmp_path / "decal.exr"), "2.plate": pattern,
+        "2.frames": frames, "2.output": str(out), "2.preview_path": ""})
+    assert "4 frame(s) written" in run.outputs["2"][2]
+    before, _ = read_image(pattern.replace("####", "1002"))
+    after, _ = read_image(str(out).replace("####", "1002"))
+    red = (after[..., 0] - before[..., 0] > 0.2) & (after[..., 1] <= before[..., 1] + 1e-3)
+    assert 50 < red.sum() < 0.1 * red.size, red.sum()
+    assert (before[:40] == after[:40]).all()
+
+
+def test_unstabilise_template_round_trip(plate, tmp_path):
+    from facegraph.plugin.cli import main
+
+    root, pattern, frames = plate
+    assert main(["-q", "analyse", pattern, "--out", str(tmp_path / "shot"), "--no-preview"]) == 0
+    crops = sorted((tmp_path / "shot" / "crops").glob("crop.*.exr"))
+    assert len(crops) == FRAMES
+    graded = tmp_path / "graded"
+    for c in crops:  # a "processed" crop sequence: the crops darkened by a stop
+        px, _ = read_image(c)
+        write_image(graded / c.name, px * 0.5, pixel_type="float")
+    out = tmp_path / "unstab" / "u.####.exr"
+    run = run_file(WF / "unstabilise.json", {
+        "1.path": str(tmp_path / "shot" / "tracking"), "2.crops": str(graded / "crop.####.exr"),
+        "2.plate": pattern, "2.frames": frames, "2.output": str(out), "2.preview_path": ""})
+    assert "4 frame(s) written" in run.outputs["2"][2]
+    before, _ = read_image(pattern.replace("####", "1003"))
+    after, _ = read_image(str(out).replace("####", "1003"))
+    ratio = after[..., :3].sum() / before[..., :3].sum()
+    assert 0.5 < ratio < 0.98  # the face region went a stop down, the rest did not move
+    assert (before == after).all(-1).mean() > 0.3  # outside the crop's footprint: bit-identical
