@@ -142,86 +142,129 @@ class _Setup:
     coef: torch.Tensor  # (20, N) float32 edge and depth-plane coefficients, N = B * F
     bary: torch.Tensor  # (6, N) float32 barycentric coefficients
     keep: torch.Tensor  # (n,) int64 flat indices of triangles that may cover a sample
-    origin: torch.Tensor  # (n, 2) int64 first pixel (column, row) of each kept triangle's clipped box
-    extent: torch.Tensor  # (n, 2) int64 box width, height in pixels (>= 1)
+    origin: torch.Tensor  # (2, n) int64 first pixel (column, row) of each kept triangle's clipped box
+    extent: torch.Tensor  # (2, n) int64 box width, height in pixels (>= 1)
 
 
 def _setup(vertices: torch.Tensor, triangles: torch.Tensor, size: tuple[int, int], cull_backfaces: bool) -> _Setup:
-    """Per-triangle data over the flattened (B * F) triangle list."""
+    """Per-triangle data over the flattened (B * F) triangle list, laid out (row, N) so rows are contiguous."""
     w, h = size
-    b, f = vertices.shape[0], triangles.shape[0]
-    corners = vertices[:, triangles].reshape(b * f, 3, 3)  # (N, vertex, xyz)
-    x, y, z = corners.unbind(2)  # (N, 3) each
-    dx1, dy1, dz1 = x[:, 1] - x[:, 0], y[:, 1] - y[:, 0], z[:, 1] - z[:, 0]
-    dx2, dy2, dz2 = x[:, 2] - x[:, 0], y[:, 2] - y[:, 0], z[:, 2] - z[:, 0]
+    b, nv = vertices.shape[:2]
+    f = triangles.shape[0]
+    idx = triangles.reshape(1, -1) + (torch.arange(b, device=vertices.device) * nv).view(b, 1)
+    corners = vertices.reshape(b * nv, 3).index_select(0, idx.view(-1)).view(b * f, 9).t().contiguous()  # (9, N)
+    x, y, z = corners[0::3], corners[1::3], corners[2::3]  # (3, N) each: one row per vertex
+    dx1, dy1, dz1 = x[1] - x[0], y[1] - y[0], z[1] - z[0]
+    dx2, dy2, dz2 = x[2] - x[0], y[2] - y[0], z[2] - z[0]
     area = dx1 * dy2 - dy1 * dx2  # twice the signed area; > 0: clockwise on the y-down screen
-    ok = (area != 0) & torch.isfinite(area) & torch.isfinite(z).all(1)
-    ok &= (corners[..., :2].abs() < _GUARD).all(2).all(1)
+    lo_x, hi_x = x.amin(0), x.amax(0)
+    lo_y, hi_y = y.amin(0), y.amax(0)
+    # finite area implies finite x, y; the guard keeps the edge products inside float32's range
+    ok = (area != 0) & torch.isfinite(area) & torch.isfinite(z.sum(0))
+    ok &= (lo_x > -_GUARD) & (lo_y > -_GUARD) & (hi_x < _GUARD) & (hi_y < _GUARD)
     if cull_backfaces:
         ok &= area < 0
-    orient = torch.where(area > 0, 1.0, -1.0).view(-1, 1)
-    xa, ya, xb, yb = x[:, [1, 2, 0]], y[:, [1, 2, 0]], x[:, [2, 0, 1]], y[:, [2, 0, 1]]  # edge e faces vertex e
+    orient = torch.where(area > 0, 1.0, -1.0)
+    xa, ya = x.roll(-1, 0), y.roll(-1, 0)  # edge e runs from vertex e+1 to e+2 (it faces vertex e)
+    xb, yb = x.roll(-2, 0), y.roll(-2, 0)
     # oriented direction (interior on the positive side); exact: xb - xa == -(xa - xb) in IEEE arithmetic
     ex, ey = orient * (xb - xa), orient * (yb - ya)
     swap = (xa > xb) | ((xa == xb) & (ya > yb))  # canonical base point: the lexicographically smaller end
-    cx, cy = torch.where(swap, xb, xa), torch.where(swap, yb, ya)
     top_left = (ey < 0) | ((ey == 0) & (ex > 0))  # interior below a horizontal edge, or right of a rising one
     inv = 1.0 / torch.where(ok, area, torch.ones_like(area))
     gx = (dz1 * dy2 - dz2 * dy1) * inv  # depth plane z = z0 + gx (px - x0) + gy (py - y0)
     gy = (dz2 * dx1 - dz1 * dx2) * inv
-    coef = torch.cat([ex.t(), ey.t(), cx.t(), cy.t(), (~top_left).t().to(ex.dtype),
-                      torch.stack([z[:, 0], gx, gy, x[:, 0], y[:, 0]])])
-    bary = torch.stack([x[:, 0], y[:, 0], dy2 * inv, -dx2 * inv, -dy1 * inv, dx1 * inv])
+    coef = torch.cat([ex, ey, torch.where(swap, xb, xa), torch.where(swap, yb, ya), (~top_left).to(ex.dtype),
+                      z[0:1], gx[None], gy[None], x[0:1], y[0:1]])
+    bary = torch.stack([x[0], y[0], dy2 * inv, -dx2 * inv, -dy1 * inv, dx1 * inv])
     # clipped box of pixel indices whose centres may be inside: ceil(min - 1/2) .. floor(max - 1/2)
     big = float(max(w, h)) + 1.0
-    lo = torch.stack([x.amin(1), y.amin(1)], 1).clamp(-1.0, big)
-    hi = torch.stack([x.amax(1), y.amax(1)], 1).clamp(-1.0, big)
+    lo = torch.stack([lo_x, lo_y]).clamp_(-1.0, big)
+    hi = torch.stack([hi_x, hi_y]).clamp_(-1.0, big)
     i0 = torch.ceil(lo - 0.5).long().clamp_(min=0)
-    i1 = torch.minimum(torch.floor(hi - 0.5).long(), torch.tensor([w - 1, h - 1], device=x.device))
+    i1 = torch.minimum(torch.floor(hi - 0.5).long(), torch.tensor([[w - 1], [h - 1]], device=x.device))
     ext = i1 - i0 + 1
-    ok &= (ext > 0).all(1)
+    ok &= (ext[0] > 0) & (ext[1] > 0)
     keep = _nonzero(ok)[0]
-    return _Setup(coef=coef, bary=bary, keep=keep, origin=i0[keep], extent=ext[keep])
+    return _Setup(coef=coef, bary=bary, keep=keep, origin=i0[:, keep], extent=ext[:, keep])
+
+
+#: A bucket's fixed cost (its ~25 torch calls) in units of one candidate sample's work, measured on this CPU
+#: (bench/render.py; ~0.25 ms vs ~12 ns): a bucket whose entries would cost less than this many extra
+#: candidates in a larger existing bucket is merged into it.
+_BUCKET_COST = 20000
+
+
+def _merge_plan(counts: dict[tuple[int, int], int]) -> dict[tuple[int, int], tuple[int, int]]:
+    """Map each (width class, height class) to the bucket that processes it: small buckets, cheapest first, go
+    into the existing larger one that costs fewest extra candidates, while that is cheaper than their own."""
+    area = {g: SIZE_CLASSES[g[0]] * SIZE_CLASSES[g[1]] for g in counts}
+    groups = dict(counts)
+    target = {g: g for g in counts}
+    for g in sorted(counts, key=lambda g: counts[g] * area[g]):
+        best, into = _BUCKET_COST, None
+        for o in groups:
+            if o != g and o[0] >= g[0] and o[1] >= g[1]:
+                extra = groups[g] * (area[o] - area[g])
+                if extra < best:
+                    best, into = extra, o
+        if into is not None:
+            groups[into] += groups.pop(g)
+            for k, v in target.items():
+                if v == g:
+                    target[k] = into
+    return target
 
 
 def _buckets(st: _Setup, size: tuple[int, int], n_tri: int):
-    """Group (triangle, window origin) entries by window class; yields (kw, kh, tri, x0, y0) per bucket, the
-    triangles of a bucket in raster order of their boxes (so the z-buffer is written nearly in order)."""
+    """Group (triangle, window origin) entries by window class; yields (kw, kh, tri, base, x0, y0) per bucket
+    (base: the window's first pixel in the flat (B * H * W) image), the triangles of a bucket in raster order of
+    their windows (so the z-buffer is written nearly in order)."""
     w, h = size
     keep, ext = st.keep, st.extent
     dev = keep.device
+    ncls = len(SIZE_CLASSES)
     classes = torch.tensor(SIZE_CLASSES, device=dev)
-    top = len(SIZE_CLASSES) - 1
-    cls = torch.searchsorted(classes, ext).clamp_(max=top)  # (n, 2) class index per axis
-    tri, x0, y0 = keep, st.origin[:, 0], st.origin[:, 1]
-    big = (ext > classes[top]).any(1)
+    step = int(SIZE_CLASSES[-1])
+    cls = torch.searchsorted(classes, ext).clamp_(max=ncls - 1)  # (2, n) class index per axis
+    tri, x0, y0 = keep, st.origin[0], st.origin[1]
+    big = (ext > step).any(0)
     if bool(big.any()):
         # tile boxes bigger than the last class: each tile is one entry with the last class on that axis
         kb = _nonzero(big)[0]
-        step = int(SIZE_CLASSES[top])
-        nt = (ext[kb] + step - 1) // step  # tiles per axis
-        count = nt[:, 0] * nt[:, 1]
+        nt = (ext[:, kb] + step - 1) // step  # tiles per axis
+        count = nt[0] * nt[1]
         rep = torch.repeat_interleave(torch.arange(kb.numel(), device=dev), count)
         first = torch.cumsum(count, 0) - count
         local = torch.arange(rep.numel(), device=dev) - first[rep]
-        tx, ty = local % nt[rep, 0], local // nt[rep, 0]
+        tx, ty = local % nt[0, rep], local // nt[0, rep]
         small = _nonzero(~big)[0]
-        cls = torch.cat([cls[small], cls[kb][rep]])
+        cls = torch.cat([cls[:, small], cls[:, kb][:, rep]], 1)
         tri = torch.cat([keep[small], keep[kb][rep]])
         x0 = torch.cat([x0[small], x0[kb][rep] + tx * step])
         y0 = torch.cat([y0[small], y0[kb][rep] + ty * step])
-    group = cls[:, 0] * len(SIZE_CLASSES) + cls[:, 1]
-    pixel = (tri // n_tri) * (h * w) + y0 * w + x0
-    order = torch.sort(group * (pixel.max() + 1) + pixel)[1]
-    uniq, counts = torch.unique_consecutive(group[order], return_counts=True)
+    group = cls[0] * ncls + cls[1]
+    hist = torch.bincount(group, minlength=ncls * ncls).tolist()
+    plan = _merge_plan({(g // ncls, g % ncls): c for g, c in enumerate(hist) if c})
+    remap = list(range(ncls * ncls))
+    for (a, b), (ta, tb) in plan.items():
+        remap[a * ncls + b] = ta * ncls + tb
+    group = torch.tensor(remap, device=dev)[group]
+    kws = classes.clamp(max=w)[group // ncls]
+    khs = classes.clamp(max=h)[group % ncls]
+    # keep each window inside the image: it still contains the clipped box (which is inside)
+    x0 = torch.minimum(x0, w - kws)
+    y0 = torch.minimum(y0, h - khs)
+    base = (tri // n_tri) * (h * w) + y0 * w + x0
+    order = torch.sort(group * (base.max() + 1) + base)[1]
+    group, tri, base, x0, y0 = (a.index_select(0, order) for a in (group, tri, base, x0, y0))
+    uniq, counts = torch.unique_consecutive(group, return_counts=True)
     start = 0
     for g, c in zip(uniq.tolist(), counts.tolist()):
-        sel = order[start:start + c]
+        sl = slice(start, start + c)
         start += c
-        kw = min(SIZE_CLASSES[g // len(SIZE_CLASSES)], w)
-        kh = min(SIZE_CLASSES[g % len(SIZE_CLASSES)], h)
-        # keep the window inside the image: it still contains the clipped box (which is inside)
-        yield kw, kh, tri[sel], x0[sel].clamp(max=w - kw), y0[sel].clamp(max=h - kh)
+        kw, kh = min(SIZE_CLASSES[g // ncls], w), min(SIZE_CLASSES[g % ncls], h)
+        yield kw, kh, tri[sl], base[sl], x0[sl], y0[sl]
 
 
 def _ordered_bits(z: torch.Tensor) -> torch.Tensor:
@@ -241,35 +284,28 @@ def _zbuffer(st: _Setup, size: tuple[int, int], batch: int, n_tri: int) -> torch
     zbuf = torch.full((batch * h * w,), _KEY_EMPTY, dtype=torch.int64, device=dev)
     if st.keep.numel() == 0:
         return zbuf
+    top = SIZE_CLASSES[-1]
+    centres = torch.arange(top, device=dev, dtype=torch.float32) + 0.5
+    steps = torch.arange(top, device=dev)
     inf = torch.tensor(float("inf"), device=dev)
-    for kw, kh, tri, x0, y0 in _buckets(st, size, n_tri):
+    for kw, kh, tri, base, x0, y0 in _buckets(st, size, n_tri):
         n = tri.numel()
-        c = st.coef.index_select(1, tri)  # (20, n)
-        py = y0.to(torch.float32) + (torch.arange(kh, device=dev, dtype=torch.float32).view(kh, 1, 1) + 0.5)
-        px = x0.to(torch.float32) + (torch.arange(kw, device=dev, dtype=torch.float32).view(1, kw, 1) + 0.5)
+        c = st.coef.index_select(1, tri).view(20, 1, 1, n)
+        py = y0.to(torch.float32) + centres[:kh].view(kh, 1, 1)  # (kh, 1, n) pixel centres, exact
+        px = x0.to(torch.float32) + centres[:kw].view(1, kw, 1)  # (1, kw, n)
         # edge e's function is u - v with u = ex (py - cy), v = ey (px - cx): bit-identical, negated, for the
         # triangle across the edge. Covered iff u - v >= 0 on a top-left edge and > 0 otherwise; the latter is
-        # u - nextafter(v, +inf) >= 0, exact in IEEE arithmetic. The three edges meet in one running minimum.
-        low = tmp = None
-        for e in range(3):
-            u = c[_EX + e] * (py - c[_CY + e])  # (kh, 1, n)
-            v = c[_EY + e] * (px - c[_CX + e])  # (1, kw, n)
-            v = torch.where(c[_NTL + e] > 0, torch.nextafter(v, inf), v)
-            if low is None:
-                low = u - v
-            elif tmp is None:
-                tmp = u - v
-                torch.minimum(low, tmp, out=low)
-            else:
-                torch.sub(u, v, out=tmp)
-                torch.minimum(low, tmp, out=low)
-        rc, t = _nonzero((low >= 0).view(kh * kw, n))
+        # u - nextafter(v, +inf) >= 0, exact in IEEE arithmetic. All three edges at once: (3, kh, kw, n).
+        u = c[_EX:_EX + 3] * (py - c[_CY:_CY + 3])  # (3, kh, 1, n)
+        v = c[_EY:_EY + 3] * (px - c[_CX:_CX + 3])  # (3, 1, kw, n)
+        v = torch.where(c[_NTL:_NTL + 3] > 0, torch.nextafter(v, inf), v)
+        rc, t = _nonzero((u - v).amin(0).view(kh * kw, n) >= 0)
         if t.numel() == 0:
             continue
+        c = c.view(20, n)
         depth = (c[_Z0] + c[_GY] * (py - c[_Y0])) + c[_GX] * (px - c[_X0])  # (kh, kw, n) planes
         zs = depth.view(-1).index_select(0, rc * n + t)
-        base = (tri // n_tri) * (h * w) + y0 * w + x0  # (n,) first pixel of each window
-        offs = (torch.arange(kh, device=dev) * w).view(kh, 1) + torch.arange(kw, device=dev)
+        offs = (steps[:kh] * w).view(kh, 1) + steps[:kw]
         pix = base.index_select(0, t) + offs.view(-1).index_select(0, rc)
         key = (_ordered_bits(zs).to(torch.int64) << 32) | tri.index_select(0, t)
         zbuf.scatter_reduce_(0, pix, key, "amin", include_self=True)
@@ -315,9 +351,9 @@ def rasterise(vertices: torch.Tensor, triangles: torch.Tensor, size: Sequence[in
     ksel = keys.index_select(0, lin)
     flat = ksel & _LOW32  # index into the flattened (B * F) triangle list
     tri_id = torch.full((b * h * w,), -1, dtype=torch.int64, device=dev)
-    tri_id.index_copy_(0, lin, flat - bi * f)
+    tri_id.scatter_(0, lin, flat - bi * f if b > 1 else flat)
     depth = torch.full((b * h * w,), float("inf"), dtype=torch.float32, device=dev)
-    depth.index_copy_(0, lin, _ordered_bits((ksel >> 32).to(torch.int32)).view(torch.float32))
+    depth.scatter_(0, lin, _ordered_bits((ksel >> 32).to(torch.int32)).view(torch.float32))
     # barycentrics of the pixel centre in the winner, from vertex 0 (small offsets keep float32 accurate)
     cb = st.bary.index_select(1, flat)  # (6, m)
     ddx = (xi.to(torch.float32) + 0.5) - cb[_BX0]
@@ -325,7 +361,7 @@ def rasterise(vertices: torch.Tensor, triangles: torch.Tensor, size: Sequence[in
     l1 = cb[_A1] * ddx + cb[_B1] * ddy
     l2 = cb[_A2] * ddx + cb[_B2] * ddy
     bary = torch.zeros(b * h * w, 3, dtype=torch.float32, device=dev)
-    bary.index_copy_(0, lin, torch.stack([1.0 - l1 - l2, l1, l2], 1))
+    bary.scatter_(0, lin.view(-1, 1).expand(-1, 3), torch.stack([1.0 - l1 - l2, l1, l2], 1))
     if k == 1:
         mask = hit.to(torch.float32)
     else:
