@@ -47,6 +47,7 @@ No input is ever modified in place. Geometry is untouched (no coordinates, no ma
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from typing import Any, Literal, Sequence, get_args
 
@@ -55,10 +56,14 @@ import torch
 from .errors import EstimationError, InputError
 from .tensors import check_images, check_masks
 
+_log = logging.getLogger(__name__)
+
 Method = Literal["meanstd", "mkl", "histogram"]
 METHODS: tuple[str, ...] = get_args(Method)
 Space = Literal["log", "opponent", "linear"]
 SPACES: tuple[str, ...] = get_args(Space)
+#: the space each method works best in (bench/colour_match.py): meanstd wants decorrelated channels
+DEFAULT_SPACE: dict[str, str] = {"meanstd": "opponent", "mkl": "log", "histogram": "log"}
 SmoothMode = Literal["centred", "ema"]
 SMOOTH_MODES: tuple[str, ...] = get_args(SmoothMode)
 
@@ -94,7 +99,8 @@ _SKETCH_LIN_RANGE = 20.0
 _TAIL_MASS = 0.05
 _SLOPE_GUARD = 64.0
 
-#: below these the source region has no spread to scale (encoded units): the fit raises EstimationError
+#: below these the source region has no spread (encoded units): meanstd matches only that channel's mean,
+#: mkl raises EstimationError (its S_s^-1/2 does not exist)
 _MIN_STD = 1e-6
 _MIN_EIG = _MIN_STD ** 2
 
@@ -283,6 +289,10 @@ class ColourStats:
 
 
 def _check_finite(x: torch.Tensor, name: str) -> None:
+    # one reduction instead of a boolean image: a NaN or Inf anywhere makes the sum non-finite; only a finite
+    # sum is trusted, so a (theoretical) overflow of the sum just falls through to the exact test
+    if bool(torch.isfinite(x.sum())):
+        return
     if not bool(torch.isfinite(x).all()):
         bad = "NaN" if bool(torch.isnan(x).any()) else "Inf"
         raise InputError(f"{name} contains {bad} values", hint="fix or fill the frame before colour matching")
@@ -293,7 +303,7 @@ def _check_mask(mask: torch.Tensor | None, images: torch.Tensor, name: str) -> t
         return None
     check_masks(mask, like=images, name=name)
     _check_finite(mask, name)
-    lo, hi = float(mask.min()), float(mask.max())
+    lo, hi = (float(v) for v in torch.aminmax(mask))
     if lo < 0.0 or hi > 1.0:
         raise InputError(f"{name} must be in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
     return mask
@@ -373,7 +383,7 @@ def _stats(images: torch.Tensor, mask: torch.Tensor | None, space: str, sketch: 
                                hi=x.max(dim=1).values)
 
 
-def colour_stats(images: torch.Tensor, mask: torch.Tensor | None = None, space: Space = "opponent", *,
+def colour_stats(images: torch.Tensor, mask: torch.Tensor | None = None, space: Space = "log", *,
                  sketch: bool = True, allow_empty: bool = False, image_name: str = "images",
                  mask_name: str = "mask") -> ColourStats:
     """Weighted colour statistics of the masked region of a whole batch (all frames pooled).
@@ -388,7 +398,7 @@ def colour_stats(images: torch.Tensor, mask: torch.Tensor | None = None, space: 
     return _stats(images, mask, space, sketch, allow_empty, image_name, mask_name)
 
 
-def frame_colour_stats(images: torch.Tensor, mask: torch.Tensor | None = None, space: Space = "opponent", *,
+def frame_colour_stats(images: torch.Tensor, mask: torch.Tensor | None = None, space: Space = "log", *,
                        sketch: bool = True, allow_empty: bool = False, image_name: str = "images",
                        mask_name: str = "mask") -> list[ColourStats]:
     """:func:`colour_stats` of each frame of the batch separately: a list of B records (same conventions).
@@ -534,8 +544,9 @@ def fit_colour_transfer(source_stats: ColourStats, target_stats: ColourStats, me
     wanted). ``space`` may be omitted (the stats' space) or must equal it. ``quantiles`` (K, 2 .. 4096) is
     the LUT size for ``histogram`` (which needs stats with a sketch). All maths in float64 on the stats'
     device; returns a :class:`ColourTransfer` there.
-    Raises InputError for mismatched / empty stats, EstimationError when the source region has no spread
-    (a constant colour for ``meanstd``; colours on a line or plane, e.g. a greyscale face, for ``mkl``).
+    Raises InputError for mismatched / empty stats, and EstimationError for ``mkl`` when the source colours
+    span fewer than 3 dimensions (a line or plane, e.g. a greyscale face). ``meanstd`` matches only the mean
+    of a channel without spread in the source (and logs a warning).
     """
     _choice(method, METHODS, "method")
     for name, st in (("source_stats", source_stats), ("target_stats", target_stats)):
@@ -561,12 +572,13 @@ def fit_colour_transfer(source_stats: ColourStats, target_stats: ColourStats, me
     mu_s, mu_t = source_stats.mean, target_stats.mean
     if method == "meanstd":
         sd_s, sd_t = source_stats.std, target_stats.std
-        if bool((sd_s < _MIN_STD).any()):
-            c = CHANNELS[sp][int(torch.argmin(sd_s))]
-            raise EstimationError(f"the source region has no spread in channel {c} of space {sp!r} "
-                                  f"(std {float(sd_s.min()):.3g}): nothing to scale",
-                                  hint="check source_mask covers the face; a flat colour cannot be matched by meanstd")
-        a = torch.diag(sd_t / sd_s)
+        flat = sd_s < _MIN_STD
+        if bool(flat.any()):  # nothing to scale there: match the mean only (a shift), and say so
+            names = ", ".join(c for c, f in zip(CHANNELS[sp], flat.tolist()) if f)
+            _log.warning("meanstd: the source region has no spread in %s (space %s): only its mean is matched",
+                         names, sp)
+        one = torch.ones_like(sd_s)
+        a = torch.diag(torch.where(flat, one, sd_t / torch.where(flat, one, sd_s)))
     else:
         cs, ct = source_stats.cov, target_stats.cov
         half, vals = _sym_pow(cs, 0.5)
@@ -661,7 +673,8 @@ def apply_colour_transfer(images: torch.Tensor, transfer: ColourTransfer | Seque
     an exact copy) and the full map (1). ``mask`` (B|1, 1, H, W) in [0, 1] scales the strength per pixel;
     where it is 0 the pixels are copied exactly. Output: same shape, dtype and device, unclamped.
     """
-    rgb, alpha, straight = _split(images, "images")
+    check_images(images, "images", channels=(3, 4))
+    _check_finite(images, "images")
     mask = _check_mask(mask, images, "mask")
     s = float(strength)
     if not (0.0 <= s <= 1.0):
@@ -687,6 +700,7 @@ def apply_colour_transfer(images: torch.Tensor, transfer: ColourTransfer | Seque
             out[..., y0:y1, x0:x1] = apply_colour_transfer(images[..., y0:y1, x0:x1], ts, strength=s,
                                                            mask=mask[..., y0:y1, x0:x1])
             return out
+    rgb, alpha, straight = _split(images, "images", checked=True)
     if len(ts) == 1:
         return _apply_one(ts[0], s, mask, rgb, alpha, straight)
     frames = []
@@ -698,18 +712,20 @@ def apply_colour_transfer(images: torch.Tensor, transfer: ColourTransfer | Seque
 
 
 def match_colour(source: torch.Tensor, target: torch.Tensor, source_mask: torch.Tensor | None = None,
-                 target_mask: torch.Tensor | None = None, *, method: Method = "mkl", space: Space = "log",
+                 target_mask: torch.Tensor | None = None, *, method: Method = "mkl", space: Space | None = None,
                  strength: float = 1.0, quantiles: int = 256, apply_mask: torch.Tensor | None = None
                  ) -> torch.Tensor:
     """Fit on ``source`` (under ``source_mask``) -> ``target`` (under ``target_mask``) and apply to ``source``.
 
     One transfer for the whole batch (pass a shot's frames to fit once per shot). Convention: source
     (B, 3|4, H, W) and target (B', 3|4, H', W') float32 scene-linear on one device; masks (B|1, 1, H, W)
-    matching their images, in [0, 1], None = whole frame. ``apply_mask`` limits where the map is applied
-    (default: everywhere; pass ``source_mask`` to change only the face). Returns the recoloured source.
+    matching their images, in [0, 1], None = whole frame. ``space`` None = the method's default
+    (:data:`DEFAULT_SPACE`: ``opponent`` for ``meanstd``, as Reinhard et al.; ``log`` otherwise). ``apply_mask``
+    limits where the map is applied (default: everywhere; pass ``source_mask`` to change only the face).
+    Returns the recoloured source.
     """
     _choice(method, METHODS, "method")
-    _choice(space, SPACES, "space")
+    space = DEFAULT_SPACE[method] if space is None else _choice(space, SPACES, "space")
     check_images(source, "source", channels=(3, 4))
     check_images(target, "target", channels=(3, 4))
     if source.device != target.device:

@@ -96,6 +96,13 @@ def test_meanstd_matches_per_channel_mean_and_std(space, device):
         assert not torch.allclose(other, out, atol=1e-3)
 
 
+def test_default_space_follows_the_method(device):
+    src, tgt = pair("log", device, h=16, w=16)
+    for method, space in cm.DEFAULT_SPACE.items():
+        got = cm.match_colour(src, tgt, method=method)
+        assert torch.equal(got, cm.match_colour(src, tgt, method=method, space=space))
+
+
 def test_mkl_is_the_same_map_in_log_and_opponent(device):
     src, tgt = pair("log", device)
     a = cm.match_colour(src, tgt, method="mkl", space="log")
@@ -333,10 +340,13 @@ def test_errors(device):
     grey = src[:, :1].expand(-1, 3, -1, -1).contiguous()  # a greyscale face: rank-1 colours
     with pytest.raises(EstimationError, match="greyscale"):
         cm.match_colour(grey, tgt, method="mkl")
-    with pytest.raises(EstimationError, match="spread"):
-        cm.match_colour(torch.full_like(src, 0.2), tgt, method="meanstd")
-    cm.match_colour(grey, tgt, method="meanstd")  # meanstd and histogram cope with a greyscale source
-    cm.match_colour(grey, tgt, method="histogram")
+    for space in cm.SPACES:  # meanstd and histogram cope with a greyscale or flat source
+        cm.match_colour(grey, tgt, method="histogram", space=space)
+        out = cm.match_colour(grey, tgt, method="meanstd", space=space)  # chroma flat in opponent: shift only
+        assert torch.isfinite(out).all()
+        flat = cm.match_colour(torch.full_like(src, 0.2), tgt, method="meanstd", space=space)
+        d = cm.region_stats_difference(flat, tgt, space=space)
+        assert d["mean_abs"] < 1e-5
 
 
 def test_inputs_are_never_modified(device):
