@@ -133,6 +133,10 @@ def extract_uv_texture(images: torch.Tensor, vertices: torch.Tensor, triangles: 
     tris = check_triangles(triangles, vertices.shape[1], vertices.device)
     uvt = _check_uv(uv, uv_triangles, tris, vertices.shape[1], vertices.device)
     t = _check_texture_size(texture_size)
+    if not (0 <= float(grazing_power) < float("inf")):
+        raise InputError(f"grazing_power must be a finite number >= 0, got {grazing_power!r}")
+    if not (0 <= float(depth_tolerance) < float("inf")):
+        raise InputError(f"depth_tolerance must be a finite number >= 0 (in z units), got {depth_tolerance!r}")
     if raster is None:
         raster = rasterise(vertices, tris, (w, h))
     elif raster.tri_id.shape != (b, h, w):
@@ -148,13 +152,11 @@ def extract_uv_texture(images: torch.Tensor, vertices: torch.Tensor, triangles: 
     texel = (tid >= 0).nonzero().squeeze(1)  # (m,) covered texels
     if texel.numel() == 0 or tris.shape[0] == 0:
         return texture.view(b, c, t, t), weight.view(b, 1, t, t)
-    face = tris[tid[texel]]  # (m, 3) screen vertices of each texel's triangle
-    lam = texture_raster.bary.reshape(-1, 3)[texel]  # (m, 3)
-    corners = vertices[:, face]  # (B, m, 3, 3)
-    p = (corners * lam[None, :, :, None]).sum(2)  # (B, m, 3) screen point of each texel
+    face = tris.index_select(0, tid.index_select(0, texel))  # (m, 3) screen vertices of each texel's triangle
+    lam = texture_raster.bary.reshape(-1, 3).index_select(0, texel)  # (m, 3)
+    p = _at_corners(vertices, face, lam)  # (B, m, 3) screen point of each texel
     x, y, z = p.unbind(2)
-    normals = vertex_normals(vertices, tris)[:, face]  # (B, m, 3, 3)
-    n = (normals * lam[None, :, :, None]).sum(2)
+    n = _at_corners(vertex_normals(vertices, tris), face, lam)  # (B, m, 3) interpolated normal
     cos = (n[..., 2].abs() / n.norm(dim=2).clamp_min(1e-12)).clamp(0.0, 1.0)
     visible = _visible(raster, vertices, tris, x, y, z, depth_tolerance)
     wgt = visible * cos.pow(grazing_power) * texture_raster.mask.reshape(-1)[texel]
@@ -164,6 +166,15 @@ def extract_uv_texture(images: torch.Tensor, vertices: torch.Tensor, triangles: 
     texture[:, :, texel] = colour
     weight[:, 0, texel] = wgt
     return texture.view(b, c, t, t), weight.view(b, 1, t, t)
+
+
+def _at_corners(values: torch.Tensor, face: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """(B, m, D): per-vertex ``values`` (B, V, D) interpolated at m points of triangles ``face`` (m, 3) with
+    barycentrics ``lam`` (m, 3)."""
+    b, nv, d = values.shape
+    idx = face.reshape(1, -1) + (torch.arange(b, device=face.device) * nv).view(b, 1)
+    corners = values.reshape(b * nv, d).index_select(0, idx.view(-1)).view(b, -1, 3, d)
+    return torch.einsum("bmkd,mk->bmd", corners, lam)
 
 
 def _visible(raster: Raster, vertices: torch.Tensor, triangles: torch.Tensor, x: torch.Tensor, y: torch.Tensor,

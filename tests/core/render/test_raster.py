@@ -318,3 +318,19 @@ def test_numpy_and_torch_nonzero_paths_agree(monkeypatch):
     b = rasterise(v, faces, (100, 90), samples=4)
     for name in ("tri_id", "bary", "depth", "mask"):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
+
+
+def test_huge_triangles_are_chunked(device, monkeypatch):
+    """Buckets are cut into chunks of bounded size; the result does not depend on the chunking."""
+    from facegraph.core.render import raster as module
+
+    v = _mesh([[-50.0, -40.0, 2.0], [700.0, 10.0, 2.0], [30.0, 650.0, 2.0], [5, 5, 1], [60, 9, 1], [9, 70, 1]],
+              device)
+    faces = torch.tensor([[0, 1, 2], [3, 4, 5]], device=device)
+    a = rasterise(v, faces, (600, 500))
+    monkeypatch.setattr(module, "_MAX_CANDIDATES", 5000)
+    b = rasterise(v, faces, (600, 500))
+    assert torch.equal(a.tri_id, b.tri_id) and torch.equal(a.depth, b.depth)
+    inside, edge = _inside_bruteforce(np.array([[-50.0, -40.0], [700.0, 10.0], [30.0, 650.0]]), 600, 500)
+    got = (a.tri_id[0] >= 0).cpu().numpy()
+    np.testing.assert_array_equal(got[~edge], inside[~edge])
