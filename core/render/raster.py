@@ -189,7 +189,8 @@ def _setup(vertices: torch.Tensor, triangles: torch.Tensor, size: tuple[int, int
     ext = i1 - i0 + 1
     ok &= (ext[0] > 0) & (ext[1] > 0)
     keep = _nonzero(ok)[0]
-    return _Setup(coef=coef, bary=bary, keep=keep, origin=i0[:, keep], extent=ext[:, keep])
+    return _Setup(coef=coef, bary=bary, keep=keep, origin=i0.index_select(1, keep),
+                  extent=ext.index_select(1, keep))
 
 
 #: A bucket's fixed cost (its ~25 torch calls) in units of one candidate sample's work, measured on this CPU
@@ -254,9 +255,9 @@ def _buckets(st: _Setup, size: tuple[int, int], n_tri: int):
     remap = list(range(ncls * ncls))
     for (a, b), (ta, tb) in plan.items():
         remap[a * ncls + b] = ta * ncls + tb
-    group = torch.tensor(remap, device=dev)[group]
-    kws = classes.clamp(max=w)[group // ncls]
-    khs = classes.clamp(max=h)[group % ncls]
+    group = torch.tensor(remap, device=dev).index_select(0, group)
+    kws = classes.clamp(max=w).index_select(0, group // ncls)
+    khs = classes.clamp(max=h).index_select(0, group % ncls)
     # keep each window inside the image: it still contains the clipped box (which is inside)
     x0 = torch.minimum(x0, w - kws)
     y0 = torch.minimum(y0, h - khs)
