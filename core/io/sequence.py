@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Iterable, Literal
 
 import fileseq
+import numpy as np
 
 from ..errors import ImageIOError, InputError
 
@@ -43,6 +44,7 @@ _RANGE_EXAMPLES = "examples: 1001-1100 (a range), 1-100x2 (every 2nd frame), 1-1
 _RANGE_PART = re.compile(r"(-?\d+)(?:-(-?\d+)(?:([xy:])(\d+))?)?")
 _PAD_TOKEN = re.compile(r"#+|@+|%0?\d*d|\$F\d*")
 _RANGE_CHARS = re.compile(r"[-0-9,xy:]*\Z")
+_RANGE_BEFORE_PAD = re.compile(r"[-0-9,xy:][#@%$]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,8 +213,7 @@ def _frame_tuple(text: str, what: str) -> tuple[int, ...]:
         if mod == "y":
             add(f for f in range(a, b + 1) if (f - a) % step)
         elif mod == ":":
-            for k in range(min(step, b - a + 1), 0, -1):  # a step beyond the range adds only A, already seen
-                add(range(a, b + 1, k))
+            add(_stagger(a, b, step))
         else:
             add(range(a, b + 1, step))
     if not out:
@@ -220,8 +221,30 @@ def _frame_tuple(text: str, what: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _stagger(a: int, b: int, step: int) -> list[int]:
+    """fileseq's ``A-B:S``: A-BxS, then the frames A-Bx(S-1) adds, ... down to x1 (every frame of A-B once).
+
+    Frame ``a + j`` first appears in the pass of the largest k <= S dividing j (j = 0: the first pass), so
+    the order is by (pass, frame): a sieve and one sort, not S passes over the range (S up to the count).
+    """
+    n = b - a + 1
+    top = min(step, n)  # passes with k >= n add nothing new after the first
+    first_pass = np.zeros(n, np.int64)
+    first_pass[0] = top
+    half = (n - 1) // 2
+    for k in range(1, min(top, half) + 1):  # ascending: the largest divisor is written last
+        first_pass[k::k] = k
+    if top > half:  # a k above (n - 1) / 2 divides no other offset in 1..n-1 than itself
+        big = np.arange(half + 1, min(top, n - 1) + 1)
+        first_pass[big] = big
+    order = np.lexsort((np.arange(n), -first_pass))
+    return (order + a).tolist()
+
+
 def _pattern_range(text: str) -> str:
     """The explicit frame range of a sequence pattern (``"1001-1100"`` of ``plate.1001-1100####.exr``), or ""."""
+    if not _RANGE_BEFORE_PAD.search(os.path.basename(text)):
+        return ""  # a range sits right before the frame token; none here (fileseq's parser costs ~10 ms)
     if _fileseq_split is not None:
         try:
             return _fileseq_split(text, allow_subframes=False).frame_range or ""

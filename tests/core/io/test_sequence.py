@@ -100,7 +100,7 @@ def test_parse_frames():
 
 
 @pytest.mark.parametrize("text", ["1001-1003", "1-10x3", "-2--1,4", "-3-2", "5,1-3", "1-10,5", "1-10:3", "1-10y3",
-                                  " 1 - 5 , 9 ", "1,,2", "0-0x5", "1-10x20", "7"])
+                                  " 1 - 5 , 9 ", "1,,2", "0-0x5", "1-10x20", "7", "1-30:7,5,40-45:2", "0-999:5000"])
 def test_parse_frames_agrees_with_fileseq(text):
     assert parse_frames(text) == tuple(int(f) for f in fileseq.FrameSet(text))
 
