@@ -12,6 +12,11 @@ BENCHES = {
     "detect": "bench.detect",
     "exposure": "bench.exposure",
     "temporal": "bench.temporal",
+    "blend": "bench.blend",
+    "colour": "bench.colour_match",
+    "render": "bench.render",
+    "fit": "bench.fit",
+    "replace": "bench.replace",
 }
 
 

@@ -211,9 +211,11 @@ def largest_face(ff: FrameFaces) -> Face:
 
 
 def _region_mask(mesh: FaceMesh, verts: torch.Tensor, raster: Raster, size, regions, feather_px) -> torch.Tensor:
-    ids = mesh.region_ids(regions)
-    masks = region_masks(verts, mesh.triangles, mesh.labels, ids, size, feather_px=feather_px, raster=raster)
-    return masks.amax(dim=1, keepdim=True)
+    """(1, 1, H, W) soft mask of the union of ``regions``: the wanted labels merged into one first, so a
+    single mask is rasterised and feathered (not one per region)."""
+    ids = torch.as_tensor(mesh.region_ids(regions), device=mesh.device)
+    merged = torch.isin(mesh.labels, ids).to(torch.int64)
+    return region_masks(verts, mesh.triangles, merged, [1], size, feather_px=feather_px, raster=raster)
 
 
 def _shot_faces(result: ShotResult, track_id: int | None) -> dict[int, Face]:
@@ -255,7 +257,10 @@ def colour_fit_for_shot(texture: Texture, source_pixels: np.ndarray, source_face
     ras = rasterise(verts, mesh.triangles, (w, h))
     src = colour_stats(img, _region_mask(mesh, verts, ras, (w, h), options.regions, 0.0), options.colour_space,
                        sketch=options.colour_method == "histogram", mask_name="source face region")
-    numbers = sorted(faces)
+    in_plate = set(plate.frames)
+    numbers = sorted(f for f in faces if f in in_plate)
+    if not numbers:
+        return None
     picks = set(np.unique(np.linspace(0, len(numbers) - 1, min(options.keyframes, len(numbers)))
                           .round().astype(int)).tolist())
     keys = {numbers[i] for i in picks}
