@@ -55,10 +55,17 @@ def _licence(model_id: str) -> str:
     return f"{model_id}: {flag}{spec.licence}"
 
 
-def _check_faces(faces: Any, n: int) -> list[FrameFaces]:
+def _check_faces(faces: Any, images: torch.Tensor) -> list[FrameFaces]:
+    """The faces of these (B, C, H, W) images: one entry per image, found in images of this size."""
+    n, (h, w) = images.shape[0], images.shape[2:]
     if not isinstance(faces, list) or len(faces) != n:
         raise InputError(f"faces hold {len(faces) if isinstance(faces, list) else '?'} frames for {n} images",
                          hint="connect the faces made from these same images", input="faces")
+    for ff in faces:
+        if tuple(ff.size) not in ((0, 0), (w, h)):
+            raise InputError(f"the faces of frame {ff.frame} were found in a {ff.size[0]}x{ff.size[1]} image, "
+                             f"these images are {w}x{h}", hint="connect the faces made from these same images "
+                             "(a data window differing from the display window shifts them too)", input="faces")
     return faces
 
 
@@ -202,10 +209,11 @@ class FitFaceModel:
             for i, face in enumerate(ff.faces):
                 r = fits[t][i]
                 if r is None:
-                    new.append(face.replace(notes=tuple(face.notes) + (f"fit={m.name}:skipped:{why.get((t, i), '?')}",)))
+                    note = f"fit={m.name}:skipped:{why.get((t, i), '?')}"
+                    new.append(face.replace(notes=tuple(face.notes) + (note,)))
                 else:
-                    new.append(face.replace(morphable=r.morphable_params(),
-                                            notes=tuple(face.notes) + (f"fit={m.name}:{mode}:rms={r.rms:.2f}px",)))
+                    note = f"fit={m.name}:{mode}:rms={r.rms:.2f}px"
+                    new.append(face.replace(morphable=r.morphable_params(), notes=tuple(face.notes) + (note,)))
             out.append(ff.replace(faces=tuple(new)))
         done = [r for row in fits for r in row if r is not None]
         text = [f"{len(done)} face(s) fitted ({mode}), {len(why)} skipped" +
@@ -221,7 +229,8 @@ class FitFaceModel:
         groups: dict[Any, list[tuple[int, int]]] = {}
         for (t, i) in points:
             face = faces[t].faces[i]
-            groups.setdefault(("track", face.track_id) if face.track_id is not None else ("index", i), []).append((t, i))
+            key = ("track", face.track_id) if face.track_id is not None else ("index", i)
+            groups.setdefault(key, []).append((t, i))
         for members in groups.values():
             schemes = [points[k][1] for k in members]
             scheme = max(set(schemes), key=schemes.count)
@@ -276,7 +285,7 @@ class ExtractUVTexture:
     def extract(self, images, faces, face_model, texture_size=1024, face_index=0, accumulate=True):
         mesh = _check_mesh(face_model)
         img = check_finite(image_in(images, "images"), "images")
-        faces = _check_faces(faces, img.shape[0])
+        faces = _check_faces(faces, img)
         size = int(texture_size)
         host = img.permute(0, 2, 3, 1)[..., :3].detach().cpu()  # what texture_from_frame reads: (H, W, 3) numpy
         acc = TextureAccumulator(full_weight=FULL_WEIGHT) if accumulate else None
@@ -367,7 +376,7 @@ class RenderUVTexture:
                texture_mask=None):
         mesh = _check_mesh(face_model)
         img = image_in(images, "images")
-        faces = _check_faces(faces, img.shape[0])
+        faces = _check_faces(faces, img)
         tex = _texture_input(texture, texture_image, texture_mask, mesh)
         if tex.colour.shape[0] not in (1, img.shape[0]):
             raise InputError(f"{tex.colour.shape[0]} textures for {img.shape[0]} images: connect 1 or one per image",
@@ -458,7 +467,7 @@ class FaceRegionMask:
              mouth_interior=False, feather_px=REGION_FEATHER_PX, face_index=-1, mask=None):
         mesh = _check_mesh(face_model)
         img = image_in(images, "images")
-        faces = _check_faces(faces, img.shape[0])
+        faces = _check_faces(faces, img)
         user = mask_in(mask, "mask", img)
         flags = {"skin": skin, "eyes": eyes, "brows": brows, "nose": nose, "lips": lips,
                  "mouth_interior": mouth_interior}

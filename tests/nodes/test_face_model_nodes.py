@@ -1,5 +1,7 @@
 """The 3DMM nodes (load, fit, UV texture extract / render, region masks) on a real photo with the real models,
 called directly and through the headless runner."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -131,6 +133,20 @@ def test_region_mask_is_soft_and_takes_a_user_mask(images, faces, mesh):
     (nose,) = _result(FaceRegionMask().mask(images, faces, mesh, skin=False, eyes=False, brows=False,
                                             lips=False, feather_px=0.0))
     assert 0 < float(nose[0].sum()) < 0.3 * float((soft[0] > 0.5).sum())
+    # the mouth interior is the inner lip outline (the mesh leaves it open): empty on this closed mouth, and
+    # about the opening's area once the lower inner lip (iBUG 65-67) is moved 8 px down
+    mouth_only = dict(skin=False, eyes=False, brows=False, nose=False, lips=False, mouth_interior=True,
+                      feather_px=0.0)
+    (closed,) = _result(FaceRegionMask().mask(images[:1], faces[:1], mesh, **mouth_only))
+    assert float(closed.sum()) < 20
+    face = faces[0].faces[0]
+    pts = face.landmarks.points.copy()
+    lower = mesh.model.landmarks["ibug68"][65:68]
+    pts[lower, 1] += 8.0
+    opened = [faces[0].replace(faces=(face.replace(landmarks=dataclasses.replace(face.landmarks, points=pts)),))]
+    (mouth,) = _result(FaceRegionMask().mask(images[:1], opened, mesh, **mouth_only))
+    width = float(np.ptp(pts[mesh.model.landmarks["ibug68"][60:68], 0]))
+    assert 0.3 * 8 * width < float(mouth.sum()) < 8 * width
     with pytest.raises(InputError, match="'mask' is 10x10"):
         FaceRegionMask().mask(images, faces, mesh, mask=torch.ones((1, 10, 10)))
     with pytest.raises(InputError, match="no region chosen"):
@@ -159,6 +175,8 @@ def test_bad_input_passes_through_or_names_the_input(images, faces, mesh):
         RenderUVTexture().render(images, faces, mesh)
     with pytest.raises(InputError, match="faces hold 1 frames for 2 images"):
         FaceRegionMask().mask(images, faces[:1], mesh)
+    with pytest.raises(InputError, match="found in a 600x704 image, these images are 600x100"):
+        FaceRegionMask().mask(images[:, :100], faces, mesh)
 
 
 def test_the_chain_as_a_graph(data, mirror):
