@@ -2,9 +2,9 @@
 
 Convention:
     Model space is right-handed: x towards the image's right for a frontal face (the subject's left), y up,
-    z out of the face towards the camera. Units are the model's own (``unit``: "mm" for SFM and the
-    MediaPipe canonical mesh ("cm" there, stored as given), BFM's are micrometre-scaled); fitting solves a
-    scale, so nothing downstream assumes a unit.
+    z out of the face towards the camera. Units are the model's own (``unit``: "mm" for SFM, "cm" for the
+    MediaPipe canonical mesh, "um" (micrometre-scaled) for BFM); fitting solves a scale, so nothing
+    downstream assumes a unit.
     A shape is ``mean + identity_basis . alpha + expression_basis . beta`` with the bases as (K, V, 3) arrays
     of *unit-variance* directions (each basis vector already multiplied by its standard deviation), so the
     prior on every coefficient is N(0, 1) and a regulariser ``lambda * |alpha|^2`` means the same for every
@@ -14,7 +14,8 @@ Convention:
     ``landmarks`` maps a scheme ("ibug68", "mediapipe478", ...) to (K,) int vertex indices, -1 where the
     scheme's point has no fixed vertex (the jaw's contour points in a contour-aware fit).
     ``contours`` maps "left" / "right" to candidate vertex lines (lists of indices ordered top to bottom) that
-    the jaw's silhouette points (ibug68 0-7 right side of the image / 9-16 left side) are matched against.
+    the jaw's silhouette points (ibug68 0-7 on the subject's right = the image's left = model -x; 9-16 on the
+    subject's left) are matched against.
     ``uv`` is (V, 2) in [0, 1], u right, v *down* (image-row order, origin at the texture's top-left corner),
     or None where the model has none; ``uv_triangles`` (F, 3) index ``uv`` when UV seams split vertices
     (else None: ``triangles`` index both).
