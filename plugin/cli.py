@@ -331,13 +331,23 @@ def _landmarks(args: argparse.Namespace) -> int:
             pts = p68 if args.scheme == "ibug68" else np.asarray(res.points)[:, :2]
             if args.index_coords:
                 pts = pts - 0.5
-            faces.append({"box": [round(float(v), 3) for v in box], "box_kind": kind,
-                          "scheme": "ibug68" if args.scheme == "ibug68" else pred.scheme,
-                          "points": np.round(pts, 3).tolist()})
+            face = {"box": [round(float(v), 3) for v in box], "box_kind": kind,
+                    "scheme": "ibug68" if args.scheme == "ibug68" else pred.scheme,
+                    "points": np.round(pts, 3).tolist()}
+            if face["scheme"] == "ibug68":
+                face["convention"] = ibug68_convention(pred.scheme)
+            faces.append(face)
         out.append({"image": path, "faces": faces})
     print(json.dumps({"convention": "pixel-index" if args.index_coords else "pixel-area",
                       "model": args.model, "images": out}))
     return 0
+
+
+def ibug68_convention(source_scheme: str) -> str:
+    """Which of the two 68-point conventions a model's 68 points follow: ``ibug68_3d`` (jaw points on fixed
+    surface vertices, AFLW2000-3D's re-annotation) for points mapped from a 3D mesh, ``ibug68_2d`` (jaw on the
+    visible silhouette, 300-W) for 2D landmark networks trained on 300-W-style labels."""
+    return "ibug68_3d" if source_scheme.startswith("mediapipe") else "ibug68_2d"
 
 
 def _read_boxes_csv(path: str) -> dict[str, tuple]:
