@@ -673,9 +673,15 @@ def apply_colour_transfer(images: torch.Tensor, transfer: ColourTransfer | Seque
     an exact copy) and the full map (1). ``mask`` (B|1, 1, H, W) in [0, 1] scales the strength per pixel;
     where it is 0 the pixels are copied exactly. Output: same shape, dtype and device, unclamped.
     """
-    check_images(images, "images", channels=(3, 4))
-    _check_finite(images, "images")
-    mask = _check_mask(mask, images, "mask")
+    return _apply(images, transfer, strength, mask, validated=False)
+
+
+def _apply(images: torch.Tensor, transfer: ColourTransfer | Sequence[ColourTransfer], strength: float,
+           mask: torch.Tensor | None, validated: bool) -> torch.Tensor:
+    if not validated:
+        check_images(images, "images", channels=(3, 4))
+        _check_finite(images, "images")
+        mask = _check_mask(mask, images, "mask")
     s = float(strength)
     if not (0.0 <= s <= 1.0):
         raise InputError(f"strength must be in [0, 1], got {strength}")
@@ -697,8 +703,8 @@ def apply_colour_transfer(images: torch.Tensor, transfer: ColourTransfer | Seque
         y0, y1, x0, x1 = box
         if (y1 - y0, x1 - x0) != tuple(images.shape[2:]):
             out = images.clone()
-            out[..., y0:y1, x0:x1] = apply_colour_transfer(images[..., y0:y1, x0:x1], ts, strength=s,
-                                                           mask=mask[..., y0:y1, x0:x1])
+            out[..., y0:y1, x0:x1] = _apply(images[..., y0:y1, x0:x1], ts, s, mask[..., y0:y1, x0:x1],
+                                            validated=True)
             return out
     rgb, alpha, straight = _split(images, "images", checked=True)
     if len(ts) == 1:
