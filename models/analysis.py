@@ -63,8 +63,14 @@ def apply_result(face: Face, result: LandmarkResult, model_id: str, provenance: 
     if result.blendshapes is not None:
         changes["blendshapes"] = Blendshapes(names=result.blendshapes[0], values=result.blendshapes[1])
     if "params" in result.extras:
+        from .morphable import bfm_coefficients_from_tddfa
+
         p = result.extras["params"]
-        changes["morphable"] = MorphableParams(model="bfm_3ddfa", shape=p[12:52], expression=p[52:62],
+        # one meaning for MorphableParams(model="bfm_3ddfa") everywhere: the model's N(0, 1) coefficients
+        # (what Fit Face Model writes and core.morphable fits), not 3DDFA_V2's raw de-whitened ones
+        shape, expression = bfm_coefficients_from_tddfa(p[12:52], p[52:62])
+        changes["morphable"] = MorphableParams(model="bfm_3ddfa", shape=shape.astype(np.float32),
+                                               expression=expression.astype(np.float32),
                                                camera=result.extras.get("camera"))
     if face.keypoints is None:
         five = five_from_mesh(result.points) if result.scheme.startswith("mediapipe") else (
