@@ -203,6 +203,49 @@ class PasteBackSequence:
         return {"ui": {"text": [text]}, "result": (output.strip(), image, text)}
 
 
+class ExportFaceFit:
+    DESCRIPTION = ("Export the 3D face of a track: one identity for the shot, expression and camera per frame "
+                   "(fit.json), a mesh per frame with UVs (mesh/face.####.obj, for Nuke's ReadGeo and Blender) "
+                   "lined up with the plate, and the face's UV texture accumulated over the shot (texture.exr, "
+                   "linear). bfm_3ddfa and sfm_3448 are NON-COMMERCIAL models.")
+    CATEGORY = f"{CATEGORY}/synthesis"
+    FUNCTION = "export"
+    OUTPUT_NODE = True
+    RETURN_TYPES = (STRING, STRING)
+    RETURN_NAMES = ("folder", "summary")
+    OUTPUT_TOOLTIPS = ("where the files went", "frames exported, identity size")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "tracks": widget(TRACKS, "tracks of the plate (Analyse Shot / Import Tracking Data)"),
+            "plate": widget(STRING, "the plate the tracks are of", default=""),
+            "frames": widget(STRING, "frame range (empty: all)", default=""),
+            "missing": widget(MISSING_POLICIES, "frames missing from the range", default="error"),
+            "folder": widget(STRING, "output folder", default="output/facegraph/face3d"),
+        }, "optional": {
+            "model": widget(MODEL_CHOICES, MODEL_TOOLTIP, default="mediapipe_canonical"),
+            "texture_size": widget(INT, "UV texture size", default=1024, min=64, max=8192, step=64),
+            "track_id": widget(INT, "which track (-1: the one seen in most frames)", default=-1, min=-1,
+                               max=1 << 16),
+        }}
+
+    @classmethod
+    def IS_CHANGED(cls, plate="", **inputs):
+        return files_changed(plate, inputs)
+
+    def export(self, tracks: ShotResult, plate, frames="", missing="error", folder="output/facegraph/face3d",
+               model="mediapipe_canonical", texture_size=1024, track_id=-1):
+        from ..models.pipeline.synthesis import export_face_fit
+
+        src = open_source(plate.strip(), parse_frames(frames), missing=missing)
+        doc = export_face_fit(src, tracks, folder.strip(), model=model, texture_size=int(texture_size),
+                              track_id=int(track_id))
+        text = (f"{len(doc['frames'])} frame(s): fit.json, mesh/face.####.obj, texture.exr in {folder.strip()} "
+                f"({doc['model']}, licence {doc['licence']})")
+        return {"ui": {"text": [text]}, "result": (folder.strip(), text)}
+
+
 def _check_prompt_inputs(prompt, unique_id, output: str) -> None:
     """Refuse, before any work, an output pattern that names a file some loader of this prompt reads."""
     from ..core.fsutil import check_disjoint
@@ -217,4 +260,5 @@ NODES = {
     "FacegraphFaceReplace": (FaceReplace, "Face Replace (facegraph)"),
     "FacegraphFacePaint": (FacePaint, "Face Paint (facegraph)"),
     "FacegraphPasteBackSequence": (PasteBackSequence, "Paste Back Sequence / Unstabilise (facegraph)"),
+    "FacegraphExportFaceFit": (ExportFaceFit, "Export Face Fit: OBJ sequence, UV texture (facegraph)"),
 }

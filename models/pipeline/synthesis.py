@@ -499,3 +499,93 @@ def before_after_sheet(report: SynthesisReport, tile_width: int = 320) -> np.nda
     after = [a for _, _, a in report.tiles]
     labels = [f"{n} before" for n, _, _ in report.tiles] + [f"{n} after" for n, _, _ in report.tiles]
     return contact_sheet(before + after, columns=len(before), labels=labels, tile_width=tile_width)
+
+
+# ------------------------------------------------------------------------------------------- 3D export
+FIT_SCHEMA = "facegraph.fit"
+FIT_VERSION = 1
+
+
+def export_face_fit(plate: Source, result: ShotResult, out_dir: str | Path, *, model: str = "mediapipe_canonical",
+                    texture_size: int = 1024, track_id: int | None = None, keyframes: int = 12,
+                    device: str = "cpu") -> dict:
+    """Export the 3D face of a track through a shot: one identity for the shot, expression and camera per
+    frame (``fit.json``), a mesh per frame with UVs (``mesh/face.####.obj``: a sequence Nuke's ReadGeo and
+    Blender import, lined up with the plate: core/io/mesh.py), and the face's UV texture accumulated over
+    ``keyframes`` frames of the shot, visibility- and view-angle-weighted (``texture.exr``, linear,
+    premultiplied RGBA). MediaPipe's canonical topology takes each frame's mesh landmarks as its vertices;
+    3DMMs (bfm_3ddfa, sfm_3448) are fitted with a shared identity (core.morphable.fit_shot). Returns the
+    fit document that was written."""
+    import json
+
+    from ...core.fsutil import atomic_write
+    from ...core.io.images import write_image
+    from ...core.io.mesh import write_obj
+    from ...core.morphable.fit import FitOptions
+    from ...core.morphable.shot import fit_shot
+    from ...models.registry import registry
+    from ..shot import window_offset
+
+    out = Path(out_dir)
+    mesh = FaceMesh.of(model, device)
+    m = mesh.model
+    faces = _shot_faces(result, track_id)
+    numbers = [f for f in plate.frames if f in faces]
+    if not numbers:
+        raise EstimationError("the track has no face in these frames: nothing to export")
+    scheme = faces[numbers[0]].landmarks.scheme if faces[numbers[0]].landmarks is not None else "ibug68"
+    if scheme not in ("ibug68", "mediapipe478", "mediapipe468"):
+        raise EstimationError(f"landmarks of scheme {scheme!r} cannot drive a {m.name} fit")
+    free = is_free_form(m)
+    pts = []
+    for n in numbers:
+        lm = faces[n].landmarks
+        pts.append(None if lm is None else np.asarray(lm.points if free else lm.points[:, :2], np.float64))
+    size = tuple(result.frames[0].size) if result.frames else None
+    shot = fit_shot(m, pts, options=FitOptions(scheme=scheme, use_contour=False), frame_size=size)
+    picks = set(np.unique(np.linspace(0, len(numbers) - 1, min(keyframes, len(numbers))).round().astype(int)))
+    keys = {numbers[i] for i in picks}
+    acc = TextureAccumulator(full_weight=0.25)
+    frames_doc = []
+    pos = {n: i for i, n in enumerate(numbers)}
+    with progress.task(len(plate.frames), "export 3D face") as bar:
+        for frame in plate.frames_iter():
+            bar.check_interrupt()
+            n = frame.number
+            i = pos.get(n)
+            fr = shot.frames[i] if i is not None else None
+            if i is None or fr is None:
+                bar.advance()
+                continue
+            h = frame.info.display_window[3] if frame.info is not None else frame.pixels.shape[0]
+            verts = face_vertices(faces[n], mesh, (frame.pixels.shape[1], frame.pixels.shape[0])) if free else \
+                np.asarray(vertices_frame(m, fr), np.float32)
+            write_obj(out / "mesh" / f"face.{n:04d}.obj", verts, m.triangles, m.uv, m.uv_triangles, plate_height=h,
+                      comment=f"facegraph {m.name} frame {n}")
+            if n in keys:
+                dx, dy = window_offset(frame)
+                v = torch.tensor(verts, device=mesh.device)[None]
+                v[..., 0] -= dx
+                v[..., 1] -= dy
+                tex, w = extract_uv_texture(_to_tensor(frame.pixels[..., :3], mesh.device), v, mesh.triangles,
+                                            mesh.uv, texture_size, uv_triangles=mesh.uv_triangles)
+                acc.add(tex, w)
+            frames_doc.append({"frame": n, "expression": np.asarray(fr.expression, float).round(6).tolist(),
+                               "camera": np.asarray(fr.camera, float).round(6).tolist(),
+                               "rotation": np.asarray(fr.rotation, float).round(8).tolist(),
+                               "rms_px": round(float(fr.rms), 4), "filled": bool(shot.filled[i]),
+                               "angles": [round(float(a), 4) for a in fr.angles]})
+            bar.advance()
+    colour, alpha = acc.texture()
+    rgba = torch.cat([colour * alpha, alpha], 1)
+    write_image(out / "texture.exr", _to_numpy(rgba), pixel_type="half", half_overflow="clamp")
+    spec = registry().get(model)
+    doc = {"schema": FIT_SCHEMA, "version": FIT_VERSION, "model": m.name, "licence": spec.licence,
+           "restricted": bool(m.restricted), "track_id": result.main_track().track_id if track_id in (None, -1)
+           else track_id, "scheme": scheme, "conventions": "camera: 3x4 model -> display-window pixels and depth; "
+           "mesh/face.####.obj: (x, H - y, -z) in pixels (core/io/mesh.py); texture.exr: UV layout, v down, "
+           "premultiplied linear RGBA",
+           "identity": np.asarray(shot.identity, float).round(6).tolist(), "frames": frames_doc,
+           "notes": list(shot.notes)}
+    atomic_write(out / "fit.json", json.dumps(doc))
+    return doc

@@ -101,3 +101,36 @@ def test_unstabilise_template_round_trip(plate, tmp_path):
     ratio = after[..., :3].sum() / before[..., :3].sum()
     assert 0.5 < ratio < 0.98  # the face region went a stop down, the rest did not move
     assert (before == after).all(-1).mean() > 0.3  # outside the crop's footprint: bit-identical
+
+
+@pytest.mark.parametrize("model", ["mediapipe_canonical", "bfm_3ddfa"])
+def test_export_face_fit(plate, tmp_path, model):
+    """fit.json + an OBJ per frame + the UV texture; each OBJ lines up with that frame's landmarks."""
+    from facegraph.core.io.mesh import read_obj
+    from facegraph.core.io.source import open_source
+    from facegraph.core.shot import SmoothOptions
+    from facegraph.models.morphable import load_morphable_model
+    from facegraph.models.pipeline.synthesis import export_face_fit
+    from facegraph.models.shot import AnalysisOptions, analyse_shot
+
+    root, pattern, frames = plate
+    src = open_source(pattern)
+    result = analyse_shot(src, AnalysisOptions(), SmoothOptions(fps=24.0))
+    doc = export_face_fit(src, result, tmp_path / "f3d", model=model, texture_size=256)
+    assert doc["schema"] == "facegraph.fit" and len(doc["frames"]) == FRAMES
+    m = load_morphable_model(model)
+    assert len(doc["identity"]) in (m.n_identity, 3 * m.n_vertices)
+    main = result.main_track()
+    face = dict(zip(main.frames, main.faces))[1002]
+    v, f, vt = read_obj(tmp_path / "f3d" / "mesh" / "face.1002.obj")
+    assert v.shape == (m.n_vertices, 3) and f.shape == m.triangles.shape and vt is not None
+    h = result.frames[0].size[1]
+    lm = np.asarray(face.landmarks.points[:, :2], float)
+    idx = m.landmark_indices("mediapipe478")
+    ok = idx >= 0
+    screen = np.stack([v[:, 0], h - v[:, 1]], 1)  # back to y-down pixels
+    err = np.linalg.norm(screen[idx[ok]] - lm[:len(idx)][ok], axis=1)
+    scale = np.ptp(lm[:, 0])
+    assert np.median(err) < 0.05 * scale, (np.median(err), scale)
+    tex, _ = read_image(tmp_path / "f3d" / "texture.exr")
+    assert tex.shape == (256, 256, 4) and (tex[..., 3] > 0.5).mean() > 0.3
