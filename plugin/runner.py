@@ -43,30 +43,66 @@ class GraphRun:
     graph_hash: str
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without anchors / aliases: a 600-byte "billion laughs" document of aliases expands
+    to 9^9 strings when parameters are substituted. Graph files never need them."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed in graph files",
+                                              event.start_mark)
+        return super().compose_node(parent, index)
+
+
+_MALFORMED = (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError)
+
+
 def load_graph_file(path: str | Path) -> tuple[dict, dict]:
-    """(graph, parameter defaults) from a JSON/YAML file."""
+    """(graph, parameter defaults) from a JSON/YAML file. Anything malformed raises GraphError naming the file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
-        raise GraphError(f"cannot read graph: {exc}", file=str(path)) from None
+        raise GraphError(f"cannot read graph: {exc.strerror or exc}", file=str(path)) from None
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise GraphError(f"not valid JSON/YAML: {' '.join(str(exc).split())}", file=str(path)) from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise GraphError(f"a graph file must be UTF-8 text ({exc.reason} at byte {exc.start})", file=str(path)) from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.load(text, Loader=_NoAliasLoader)
+    except (ValueError, yaml.YAMLError, RecursionError) as exc:
+        what = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())
+        raise GraphError(f"not valid JSON/YAML: {what}", file=str(path)) from None
     if not isinstance(data, dict):
         raise GraphError("a graph file must hold a mapping", file=str(path))
+    try:
+        return _graph_and_parameters(data)
+    except GraphError as exc:
+        raise exc.with_context(file=str(path))
+    except _MALFORMED as exc:
+        raise GraphError(f"malformed graph document ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})",
+                         file=str(path), hint="an editor workflow, an API graph, or parameters: + graph:") from None
+
+
+def _graph_and_parameters(data: dict) -> tuple[dict, dict]:
     if "nodes" in data and "links" in data:  # an editor workflow (e.g. from example_workflows/)
         from ..nodes import NODE_CLASSES
         from .workflow import ui_to_api
 
-        try:
-            graph = ui_to_api(data, NODE_CLASSES)
-        except GraphError as exc:
-            raise exc.with_context(file=str(path))
-        return graph, dict((data.get("extra") or {}).get("facegraph", {}).get("parameters") or {})
+        extra = data.get("extra") or {}
+        fg = extra.get("facegraph", {}) if isinstance(extra, dict) else {}
+        params = (fg.get("parameters") if isinstance(fg, dict) else None) or {}
+        if not isinstance(params, dict):
+            raise GraphError("extra.facegraph.parameters must be a mapping")
+        return ui_to_api(data, NODE_CLASSES), dict(params)
     if "graph" in data:
-        return dict(data["graph"]), dict(data.get("parameters") or {})
+        graph, params = data["graph"], data.get("parameters") or {}
+        if not isinstance(graph, dict):
+            raise GraphError(f"'graph' must be a mapping of node id -> node, got {type(graph).__name__}")
+        if not isinstance(params, dict):
+            raise GraphError(f"'parameters' must be a mapping of name -> value, got {type(params).__name__}")
+        return dict(graph), dict(params)
     return data, {}
 
 
@@ -133,6 +169,11 @@ class Runner:
             nid = str(nid)
             if not isinstance(node, dict) or "class_type" not in node:
                 raise GraphError("each node needs class_type and inputs", node=nid)
+            if not isinstance(node["class_type"], str):
+                raise GraphError(f"class_type must be a node class name, got {node['class_type']!r}", node=nid)
+            if not isinstance(node.get("inputs") or {}, dict):
+                raise GraphError(f"inputs must be a mapping of name -> value, got {type(node['inputs']).__name__}",
+                                 node=nid)
             inputs = substitute(dict(node.get("inputs") or {}), params, nid)
             out[nid] = {"class_type": node["class_type"], "inputs": inputs}
         for nid, node in out.items():
