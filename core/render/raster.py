@@ -193,10 +193,10 @@ def _setup(vertices: torch.Tensor, triangles: torch.Tensor, size: tuple[int, int
                   extent=ext.index_select(1, keep))
 
 
-#: A bucket's fixed cost (its ~25 torch calls) in units of one candidate sample's work, measured on this CPU
-#: (bench/render.py; ~0.25 ms vs ~12 ns): a bucket whose entries would cost less than this many extra
-#: candidates in a larger existing bucket is merged into it.
-_BUCKET_COST = 20000
+#: A bucket's fixed cost (its ~30 torch calls) in units of one candidate sample's work: a bucket whose entries
+#: would cost fewer extra candidates than this in a larger existing bucket is merged into it. Measured on this
+#: 2-core CPU with 2 threads (BFM mesh at 512 and 1024 px; 20k, 50k and 100k tried): 50k was fastest.
+_BUCKET_COST = 50000
 #: Candidate samples per chunk of a bucket: bounds the (3, kh, kw, n) float32 edge tensor to 48 MiB.
 _MAX_CANDIDATES = 1 << 22
 
@@ -354,12 +354,18 @@ def rasterise(vertices: torch.Tensor, triangles: torch.Tensor, size: Sequence[in
     st = _setup(vertices, tris, (w, h), cull_backfaces)
     keys = _zbuffer(st, (w, h), b, f)
     hit = keys != _KEY_EMPTY
-    bi, yi, xi = _nonzero(hit.view(b, h, w))
-    lin = (bi * h + yi) * w + xi
+    lin = _nonzero(hit)[0]  # covered pixels of the flat (B * H * W) image
+    if b > 1:
+        bi = lin // (h * w)
+        rest = lin - bi * (h * w)
+    else:
+        bi, rest = None, lin
+    yi = rest // w
+    xi = rest - yi * w
     ksel = keys.index_select(0, lin)
     flat = ksel & _LOW32  # index into the flattened (B * F) triangle list
     tri_id = torch.full((b * h * w,), -1, dtype=torch.int64, device=dev)
-    tri_id.scatter_(0, lin, flat - bi * f if b > 1 else flat)
+    tri_id.scatter_(0, lin, flat - bi * f if bi is not None else flat)
     depth = torch.full((b * h * w,), float("inf"), dtype=torch.float32, device=dev)
     depth.scatter_(0, lin, _ordered_bits((ksel >> 32).to(torch.int32)).view(torch.float32))
     # barycentrics of the pixel centre in the winner, from vertex 0 (small offsets keep float32 accurate)
