@@ -29,7 +29,9 @@ from .types import Alignment, Blendshapes, Face, FrameFaces, Landmarks
 from .version import version
 
 SCHEMA = "facegraph.tracking"
-SCHEMA_VERSION = 1
+#: 2 adds the optional "fit" (a facegraph.fit document: the 3DMM identity, expression and camera per frame);
+#: version 1 files are read as before
+SCHEMA_VERSION = 2
 
 
 # ------------------------------------------------------------------------------------------------ gate
@@ -310,6 +312,7 @@ class ShotResult:
     template: str
     params: dict = dataclasses.field(default_factory=dict)
     source: dict = dataclasses.field(default_factory=dict)
+    fit: dict | None = None   # the facegraph.fit document of a 3DMM fit through the shot (Export Face Fit)
 
     def track(self, track_id: int) -> SmoothedTrack:
         for t in self.tracks:
@@ -353,8 +356,8 @@ def process_shot(frames: Sequence[FrameFaces], options: SmoothOptions = SmoothOp
 
 # ---------------------------------------------------------------------------------------------- export
 def to_json(result: ShotResult, crop_size: tuple[int, int] = (512, 512)) -> dict:
-    """The export document (schema ``facegraph.tracking`` version 1; README 'Tracking export')."""
-    return {
+    """The export document (schema ``facegraph.tracking`` version 2; README 'Tracking export')."""
+    doc = {
         "schema": SCHEMA, "version": SCHEMA_VERSION, "generator": f"facegraph {version()}",
         "conventions": {"coordinates": "pixel-area, origin top-left, y down", "matrices": "2x3 crop_from_frame"},
         "source": result.source, "fps": result.fps, "params": result.params,
@@ -364,6 +367,9 @@ def to_json(result: ShotResult, crop_size: tuple[int, int] = (512, 512)) -> dict
                     "alignments": [scaled_alignment(a, crop_size).to_dict() for a in t.alignments]}
                    for t in result.tracks],
     }
+    if result.fit is not None:
+        doc["fit"] = result.fit
+    return doc
 
 
 def chan_rows(alignments: Sequence[Alignment], plate_height: int) -> list[tuple]:
@@ -583,6 +589,9 @@ def _export_from_doc(doc: object, where: list[str]) -> ShotResult:
         raise InputError(f"fps must be a positive number, got {fps}")
     params = _export_value(doc, "params", "object", "", {})
     source = _export_value(doc, "source", "object", "", {})
+    fit = _export_value(doc, "fit", "object", "", None) if version_ >= 2 and doc.get("fit") is not None else None
+    if fit is not None and (fit.get("schema") != "facegraph.fit" or not isinstance(fit.get("frames"), list)):
+        raise InputError("fit: not a facegraph.fit document (schema and frames expected)")
     frames, by_frame = [], {}
     for i, d in enumerate(_export_value(doc, "frames", "array", "")):
         where[0] = f"frames[{i}]"
@@ -628,4 +637,4 @@ def _export_from_doc(doc: object, where: list[str]) -> ShotResult:
             where[0] = here
         tracks.append(SmoothedTrack(tid, tuple(numbers), tuple(faces), tuple(aligns), tuple(filled)))
     where[0] = ""
-    return ShotResult(frames=frames, tracks=tracks, fps=fps, template=name, params=params, source=source)
+    return ShotResult(frames=frames, tracks=tracks, fps=fps, template=name, params=params, source=source, fit=fit)

@@ -211,9 +211,10 @@ class ExportFaceFit:
     CATEGORY = f"{CATEGORY}/synthesis"
     FUNCTION = "export"
     OUTPUT_NODE = True
-    RETURN_TYPES = (STRING, STRING)
-    RETURN_NAMES = ("folder", "summary")
-    OUTPUT_TOOLTIPS = ("where the files went", "frames exported, identity size")
+    RETURN_TYPES = (STRING, TRACKS, STRING)
+    RETURN_NAMES = ("folder", "tracks", "summary")
+    OUTPUT_TOOLTIPS = ("where the files went", "the tracks with the fit attached (Export Tracking Data writes "
+                       "it into tracking.json, schema version 2)", "frames exported, identity size")
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -228,6 +229,7 @@ class ExportFaceFit:
             "texture_size": widget(INT, "UV texture size", default=1024, min=64, max=8192, step=64),
             "track_id": widget(INT, "which track (-1: the one seen in most frames)", default=-1, min=-1,
                                max=1 << 16),
+            "overwrite": widget(BOOLEAN, "replace an existing export in the folder", default=True),
         }}
 
     @classmethod
@@ -235,15 +237,17 @@ class ExportFaceFit:
         return files_changed(plate, inputs)
 
     def export(self, tracks: ShotResult, plate, frames="", missing="error", folder="output/facegraph/face3d",
-               model="mediapipe_canonical", texture_size=1024, track_id=-1):
+               model="mediapipe_canonical", texture_size=1024, track_id=-1, overwrite=True):
         from ..models.pipeline.synthesis import export_face_fit
 
         src = open_source(plate.strip(), parse_frames(frames), missing=missing)
         doc = export_face_fit(src, tracks, folder.strip(), model=model, texture_size=int(texture_size),
-                              track_id=int(track_id))
+                              track_id=int(track_id), overwrite=bool(overwrite))
         text = (f"{len(doc['frames'])} frame(s): fit.json, mesh/face.####.obj, texture.exr in {folder.strip()} "
                 f"({doc['model']}, licence {doc['licence']})")
-        return {"ui": {"text": [text]}, "result": (folder.strip(), text)}
+        import dataclasses
+
+        return {"ui": {"text": [text]}, "result": (folder.strip(), dataclasses.replace(tracks, fit=doc), text)}
 
 
 def _check_prompt_inputs(prompt, unique_id, output: str) -> None:

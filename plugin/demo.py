@@ -91,8 +91,10 @@ def run_demo(out_dir: str | Path, frames: int = 24, source: str | Path | None = 
     run = run_file(REPLACE_WORKFLOW, {
         "1.path": str(plate), "1.frames": frame_range, "2.folder": str(out / "tracking"),
         "3.source": str(src), "3.plate": str(plate), "3.frames": frame_range,
+        "4.plate": str(plate), "4.frames": frame_range, "4.folder": str(out / "face3d"),
         "3.output": str(out / "replace" / "replace.####.exr"), "3.preview_path": str(out / "before_after.png")})
     yield f"graph {REPLACE_WORKFLOW.name}: {len(run.order)} nodes in {sum(run.seconds.values()):.1f} s"
     yield f"face replace ({src.name} onto the plate): {run.outputs['3'][2]}"
     yield f"result: {out / 'replace' / 'replace.####.exr'}"
+    yield f"3D face: {out / 'face3d'} (fit.json, mesh/face.####.obj, texture.exr); tracking.json carries the fit"
     yield f"picture (before / after): {out / 'before_after.png'}"

@@ -22,7 +22,7 @@ import torch
 from ...core import progress
 from ...core.blend import PoissonOptions, feather_mask, paste_back, poisson_blend
 from ...core.colour_match import apply_colour_transfer, colour_stats, fit_colour_transfer
-from ...core.errors import EstimationError, InputError
+from ...core.errors import EstimationError, ImageIOError, InputError
 from ...core.io.frames import SequenceWriter
 from ...core.io.images import read_image
 from ...core.io.source import Source
@@ -508,7 +508,7 @@ FIT_VERSION = 1
 
 def export_face_fit(plate: Source, result: ShotResult, out_dir: str | Path, *, model: str = "mediapipe_canonical",
                     texture_size: int = 1024, track_id: int | None = None, keyframes: int = 12,
-                    device: str = "cpu") -> dict:
+                    device: str = "cpu", overwrite: bool = True) -> dict:
     """Export the 3D face of a track through a shot: one identity for the shot, expression and camera per
     frame (``fit.json``), a mesh per frame with UVs (``mesh/face.####.obj``: a sequence Nuke's ReadGeo and
     Blender import, lined up with the plate: core/io/mesh.py), and the face's UV texture accumulated over
@@ -527,6 +527,8 @@ def export_face_fit(plate: Source, result: ShotResult, out_dir: str | Path, *, m
     from ..shot import window_offset
 
     out = Path(out_dir)
+    if not overwrite and (out / "fit.json").exists():
+        raise ImageIOError("a face fit export exists here", file=str(out), hint="set overwrite to replace it")
     mesh = FaceMesh.of(model, device)
     m = mesh.model
     faces = _shot_faces(result, track_id)
@@ -578,7 +580,7 @@ def export_face_fit(plate: Source, result: ShotResult, out_dir: str | Path, *, m
             bar.advance()
     colour, alpha = acc.texture()
     rgba = torch.cat([colour * alpha, alpha], 1)
-    write_image(out / "texture.exr", _to_numpy(rgba), pixel_type="half", half_overflow="clamp")
+    write_image(out / "texture.exr", _to_numpy(rgba), pixel_type="half", half_overflow="clamp", overwrite=True)
     spec = registry().get(model)
     doc = {"schema": FIT_SCHEMA, "version": FIT_VERSION, "model": m.name, "licence": spec.licence,
            "restricted": bool(m.restricted), "track_id": result.main_track().track_id if track_id in (None, -1)

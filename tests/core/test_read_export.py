@@ -48,8 +48,9 @@ def _same(a: ShotResult, b: ShotResult) -> None:
 
 
 def test_version_1_round_trips(tmp_path, doc):
-    assert doc["version"] == 1
-    _same(_result(), read_export(_write(tmp_path, doc)))
+    assert doc["version"] == 2 and "fit" not in doc
+    v1 = {**doc, "version": 1}  # what facegraph wrote before the fit existed
+    _same(_result(), read_export(_write(tmp_path, v1)))
     write_export(_result(), tmp_path / "out", crop_size=(512, 512))
     _same(_result(), read_export(tmp_path / "out"))  # the folder form
 
@@ -84,7 +85,7 @@ MALFORMED = [
     (_set(("template", "name"), 3), r"template.name must be a string, got integer"),
     (_set(("schema",), "other.tracking"), r"not a facegraph tracking export \(schema \"other.tracking\"\)"),
     (_set(("schema",), KeyError), r"not a facegraph tracking export \(schema null\)"),
-    (_set(("version",), 2), r"export version 2 is newer than this facegraph reads \(1\) \[file=.*\]. upgrade facegraph"),
+    (_set(("version",), 3), r"export version 3 is newer than this facegraph reads \(2\) \[file=.*\]. upgrade facegraph"),
     (_set(("version",), "1"), r"version must be an integer, got string"),
     (_set(("version",), 0), r"unknown export version 0"),
     (_set(("fps",), "fast"), r"fps must be a number, got string"),
@@ -164,3 +165,17 @@ def test_truncated_file_says_so(tmp_path, doc):
 def test_missing_file_is_an_io_error(tmp_path):
     with pytest.raises(ImageIOError, match="cannot read tracking export"):
         read_export(tmp_path / "nope")
+
+
+def test_version_2_carries_the_fit(tmp_path):
+    import dataclasses
+
+    fit = {"schema": "facegraph.fit", "version": 1, "model": "mediapipe_canonical", "identity": [0.5],
+           "frames": [{"frame": 1, "expression": [0.1], "camera": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]}]}
+    write_export(dataclasses.replace(_result(), fit=fit), tmp_path / "out", crop_size=(512, 512))
+    back = read_export(tmp_path / "out")
+    assert back.fit == fit
+    bad = json.loads((tmp_path / "out" / "tracking.json").read_text())
+    bad["fit"] = {"schema": "other"}
+    with pytest.raises(InputError, match="fit"):
+        read_export(_write(tmp_path, bad))

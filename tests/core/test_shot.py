@@ -93,7 +93,7 @@ def test_export_round_trip_and_chan(synthetic, tmp_path):
     assert {"tracking.json", "track_0.chan", "track_0.transform.chan"} <= names
     assert len([p for p in files if p.suffix == ".npz"]) == 48
     doc = json.loads((tmp_path / "tracking.json").read_text())
-    assert doc["schema"] == "facegraph.tracking" and doc["version"] == 1
+    assert doc["schema"] == "facegraph.tracking" and doc["version"] == 2
     back = read_export(tmp_path)
     assert back.frames == r.frames
     t0, t1 = r.tracks[0], back.tracks[0]

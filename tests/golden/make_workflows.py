@@ -40,7 +40,10 @@ _ANALYSE = {"class_type": "FacegraphAnalyseShot", "inputs": {
 FACE_REPLACE = {
     "1": _ANALYSE,
     "2": {"class_type": "FacegraphExportTracking", "inputs": {
-        "tracks": ["1", 1], "folder": "output/facegraph/tracking", "crop_size": 512, "overwrite": True}},
+        "tracks": ["4", 1], "folder": "output/facegraph/tracking", "crop_size": 512, "overwrite": True}},
+    "4": {"class_type": "FacegraphExportFaceFit", "inputs": {
+        "tracks": ["1", 1], "plate": PLATE, "frames": "", "missing": "hold", "folder": "output/facegraph/face3d",
+        "model": "mediapipe_canonical", "texture_size": 1024, "track_id": -1}},
     "3": {"class_type": "FacegraphFaceReplace", "inputs": {
         "source": "input/source.png", "tracks": ["1", 1], "plate": PLATE, "frames": "", "missing": "hold",
         "output": "output/facegraph/replace/replace.####.exr", "mode": "resume", "pixel_type": "half",

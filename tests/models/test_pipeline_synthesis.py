@@ -37,8 +37,11 @@ def test_face_replace_template(plate, data, tmp_path):
     run = run_file(WF / "face_replace.json", {
         "1.path": pattern, "1.frames": frames, "2.folder": str(tmp_path / "tracking"),
         "3.source": str(data / "stills" / "s0.jpg"), "3.plate": pattern, "3.frames": frames,
-        "3.output": str(out), "3.preview_path": str(tmp_path / "ba.png"), "3.texture_size": 512})
+        "3.output": str(out), "3.preview_path": str(tmp_path / "ba.png"), "3.texture_size": 512,
+        "4.plate": pattern, "4.frames": frames, "4.folder": str(tmp_path / "f3d"), "4.texture_size": 256})
     assert "4 frame(s) written" in run.outputs["3"][2]
+    doc = json.loads((tmp_path / "tracking" / "tracking.json").read_text())
+    assert doc["version"] == 2 and doc["fit"]["schema"] == "facegraph.fit" and len(doc["fit"]["frames"]) == 4
     for n in range(1001, 1001 + FRAMES):
         before, _ = read_image(pattern.replace("####", str(n)))
         after, info = read_image(str(out).replace("####", str(n)))
@@ -56,7 +59,8 @@ def test_face_replace_template(plate, data, tmp_path):
     run = run_file(WF / "face_replace.json", {
         "1.path": pattern, "1.frames": frames, "2.folder": str(tmp_path / "tracking"),
         "3.source": str(data / "stills" / "s0.jpg"), "3.plate": pattern, "3.frames": frames,
-        "3.output": str(out), "3.preview_path": str(tmp_path / "ba.png"), "3.texture_size": 512})
+        "3.output": str(out), "3.preview_path": str(tmp_path / "ba.png"), "3.texture_size": 512,
+        "4.plate": pattern, "4.frames": frames, "4.folder": str(tmp_path / "f3d"), "4.texture_size": 256})
     assert "4 kept" in run.outputs["3"][2]
     assert Path(str(out).replace("####", "1001")).stat().st_mtime_ns == mtime
 
