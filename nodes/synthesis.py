@@ -49,26 +49,44 @@ def _result(report, preview_path: str):
     return text, image
 
 
-class FaceReplace:
-    DESCRIPTION = ("Face replace: the face of a source photo is extracted to a UV texture (linear float, "
-                   "visibility-weighted), colour-matched once for the shot to the plate's face, rendered onto "
-                   "the tracked face of every frame with that frame's pose and expression, Poisson-blended in "
-                   "the gradient domain (log guidance: robust to exposure changes) inside a feathered region "
-                   "mask, and written as EXR. Frames without the face pass the plate through.")
+class _ShotJob:
+    """What the streamed shot jobs share: category, outputs, the change check on the files they read."""
     CATEGORY = f"{CATEGORY}/synthesis"
-    FUNCTION = "replace"
     OUTPUT_NODE = True
     RETURN_TYPES = (STRING, IMAGE, STRING)
     RETURN_NAMES = ("paths", "before_after", "summary")
     OUTPUT_TOOLTIPS = ("the output pattern", "a before / after contact sheet (display-referred)",
                        "frames written, passed through, ms per stage")
+    READS = ""  # the input naming the job's own file besides the plate
+
+    @classmethod
+    def IS_CHANGED(cls, plate="", **inputs):
+        own = inputs.pop(cls.READS, "")
+        return files_changed(own, {"plate": files_changed(plate, {}), **inputs})
+
+    @staticmethod
+    def _inputs(reads: tuple[str, str], output: str, preview: str, optional: dict) -> dict:
+        req = _plate_inputs()
+        req["output"] = widget(STRING, "output EXR pattern", default=output)
+        return {"required": {reads[0]: widget(STRING, reads[1], default=""), **req},
+                "optional": {**optional, "preview_path": widget(STRING, "PNG of the before / after sheet "
+                                                                        "(empty: none)", default=preview)},
+                "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"}}
+
+
+class FaceReplace(_ShotJob):
+    DESCRIPTION = ("Face replace: the face of a source photo is extracted to a UV texture (linear float, "
+                   "visibility-weighted), colour-matched once for the shot to the plate's face, rendered onto "
+                   "the tracked face of every frame with that frame's pose and expression, Poisson-blended in "
+                   "the gradient domain (log guidance: robust to exposure changes) inside a feathered region "
+                   "mask, and written as EXR. Frames without the face pass the plate through.")
+    FUNCTION = "replace"
+    READS = "source"
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "source": widget(STRING, "the photo whose face goes onto the plate (largest face is used)", default=""),
-            **_plate_inputs(),
-        }, "optional": {
+        return cls._inputs(("source", "the photo whose face goes onto the plate (largest face is used)"),
+                           "output/facegraph/replace/replace.####.exr", "output/facegraph/replace_before_after.png", {
             "model": widget(MODEL_CHOICES, MODEL_TOOLTIP, default="mediapipe_canonical"),
             "texture_size": widget(INT, "UV texture size in texels", default=1024, min=64, max=8192, step=64),
             "colour_method": widget(("mkl", "meanstd", "histogram"), "colour match of the source to the plate",
@@ -79,14 +97,7 @@ class FaceReplace:
             "guidance": widget(("log", "source", "mixed"), "Poisson guidance", default="log"),
             "feather_px": widget(FLOAT, "soft edge of the face mask in pixels", default=6.0, min=0.0, max=200.0),
             "mouth_interior": widget(BOOLEAN, "also replace the mouth interior (default: keep the plate's)",
-                                     default=False),
-            "preview_path": widget(STRING, "PNG of the before / after sheet (empty: none)",
-                                   default="output/facegraph/replace_before_after.png"),
-        }, "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"}}
-
-    @classmethod
-    def IS_CHANGED(cls, source, plate="", **inputs):
-        return files_changed(source, {"plate": files_changed(plate, {}), **inputs})
+                                     default=False)})
 
     def replace(self, source, tracks: ShotResult, plate, frames="", missing="error",
                 output="output/facegraph/replace/replace.####.exr", mode="error", pixel_type="half",
@@ -115,33 +126,22 @@ class FaceReplace:
         return {"ui": {"text": [text]}, "result": (output.strip(), image, text)}
 
 
-class FacePaint:
+class FacePaint(_ShotJob):
     DESCRIPTION = ("Face paint: a UV-space decal or texture edit (EXR, or PNG/TIFF with alpha, in the face "
                    "model's UV layout) rendered onto the tracked face of every frame and composited over the "
                    "plate inside the visible face. Frames without the face pass the plate through.")
-    CATEGORY = f"{CATEGORY}/synthesis"
     FUNCTION = "paint"
-    OUTPUT_NODE = True
-    RETURN_TYPES = (STRING, IMAGE, STRING)
-    RETURN_NAMES = ("paths", "before_after", "summary")
-    OUTPUT_TOOLTIPS = ("the output pattern", "a before / after contact sheet", "what was done")
+    READS = "decal"
 
     @classmethod
     def INPUT_TYPES(cls):
-        req = _plate_inputs()
-        req["output"] = widget(STRING, "output EXR pattern", default="output/facegraph/paint/paint.####.exr")
-        return {"required": {"decal": widget(STRING, "the UV-space decal (square image)", default=""), **req},
-                "optional": {
-                    "model": widget(MODEL_CHOICES, MODEL_TOOLTIP, default="mediapipe_canonical"),
-                    "opacity": widget(FLOAT, "scales the decal's alpha", default=1.0, min=0.0, max=1.0, step=0.05),
-                    "feather_px": widget(FLOAT, "soft edge of the face region", default=2.0, min=0.0, max=200.0),
-                    "preview_path": widget(STRING, "PNG of the before / after sheet (empty: none)",
-                                           default="output/facegraph/paint_before_after.png"),
-                }, "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"}}
-
-    @classmethod
-    def IS_CHANGED(cls, decal, plate="", **inputs):
-        return files_changed(decal, {"plate": files_changed(plate, {}), **inputs})
+        return cls._inputs(("decal", "the UV-space decal (square image)"), "output/facegraph/paint/paint.####.exr",
+                           "output/facegraph/paint_before_after.png", {
+                               "model": widget(MODEL_CHOICES, MODEL_TOOLTIP, default="mediapipe_canonical"),
+                               "opacity": widget(FLOAT, "scales the decal's alpha", default=1.0, min=0.0, max=1.0,
+                                                 step=0.05),
+                               "feather_px": widget(FLOAT, "soft edge of the face region", default=2.0, min=0.0,
+                                                    max=200.0)})
 
     def paint(self, decal, tracks: ShotResult, plate, frames="", missing="error",
               output="output/facegraph/paint/paint.####.exr", mode="error", pixel_type="half",
@@ -159,34 +159,22 @@ class FacePaint:
         return {"ui": {"text": [text]}, "result": (output.strip(), image, text)}
 
 
-class PasteBackSequence:
+class PasteBackSequence(_ShotJob):
     DESCRIPTION = ("Unstabilise: paste a processed stabilised crop sequence (from Track Crops or facegraph "
                    "analyse, then painted or graded) back into the plate through each frame's inverse "
                    "alignment, feathered, in float. Frames without a crop pass the plate through.")
-    CATEGORY = f"{CATEGORY}/synthesis"
     FUNCTION = "paste"
-    OUTPUT_NODE = True
-    RETURN_TYPES = (STRING, IMAGE, STRING)
-    RETURN_NAMES = ("paths", "before_after", "summary")
-    OUTPUT_TOOLTIPS = ("the output pattern", "a before / after contact sheet", "what was done")
+    READS = "crops"
 
     @classmethod
     def INPUT_TYPES(cls):
-        req = _plate_inputs()
-        req["output"] = widget(STRING, "output EXR pattern", default="output/facegraph/unstabilised/plate.####.exr")
-        return {"required": {"crops": widget(STRING, "the processed crop sequence, crop.####.exr", default=""),
-                             **req},
-                "optional": {
-                    "feather_px": widget(FLOAT, "soft edge of the crop in crop pixels", default=16.0, min=0.0,
-                                         max=500.0),
-                    "blend": widget(("over", "poisson"), "feathered over, or gradient-domain", default="over"),
-                    "preview_path": widget(STRING, "PNG of the before / after sheet (empty: none)",
-                                           default="output/facegraph/unstabilise_before_after.png"),
-                }, "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"}}
-
-    @classmethod
-    def IS_CHANGED(cls, crops, plate="", **inputs):
-        return files_changed(crops, {"plate": files_changed(plate, {}), **inputs})
+        return cls._inputs(("crops", "the processed crop sequence, crop.####.exr"),
+                           "output/facegraph/unstabilised/plate.####.exr",
+                           "output/facegraph/unstabilise_before_after.png", {
+                               "feather_px": widget(FLOAT, "soft edge of the crop in crop pixels", default=16.0,
+                                                    min=0.0, max=500.0),
+                               "blend": widget(("over", "poisson"), "feathered over, or gradient-domain",
+                                               default="over")})
 
     def paste(self, crops, tracks: ShotResult, plate, frames="", missing="error",
               output="output/facegraph/unstabilised/plate.####.exr", mode="error", pixel_type="half",

@@ -245,6 +245,20 @@ class _Timer:
         return _T()
 
 
+def _render_face(face: Face, mesh: FaceMesh, frame, px: np.ndarray, colour: torch.Tensor, alpha: torch.Tensor,
+                 timer: "_Timer"):
+    """One frame's face: (plate tensor, vertices, screen raster, the texture rendered there)."""
+    size = (px.shape[1], px.shape[0])
+    plate_t = _to_tensor(px[..., :3], mesh.device)
+    with timer("mesh + raster"):
+        verts = _frame_vertices(face, mesh, frame, size)
+        ras = rasterise(verts, mesh.triangles, size)
+    with timer("render"):
+        rr = render_uv_texture(colour, verts, mesh.triangles, mesh.uv, size, uv_triangles=mesh.uv_triangles,
+                               texture_alpha=alpha, raster=ras)
+    return plate_t, verts, ras, rr
+
+
 def colour_fit_for_shot(texture: Texture, source_pixels: np.ndarray, source_face: Face, plate: Source,
                         faces: dict[int, Face], mesh: FaceMesh, options: ReplaceOptions):
     """One colour transfer for the whole shot (no flicker): the source photo's face region -> the plate's face
@@ -315,13 +329,7 @@ def face_replace(source_pixels: np.ndarray, source_faces: FrameFaces, plate: Sou
             report.passed_through.append(frame.number)
             return px
         size = (px.shape[1], px.shape[0])
-        plate_t = _to_tensor(px[..., :3], mesh.device)
-        with timer("mesh + raster"):
-            verts = _frame_vertices(face, mesh, frame, size)
-            ras = rasterise(verts, mesh.triangles, size)
-        with timer("render"):
-            rr = render_uv_texture(colour, verts, mesh.triangles, mesh.uv, size, uv_triangles=mesh.uv_triangles,
-                                   texture_alpha=texture.alpha, raster=ras)
+        plate_t, verts, ras, rr = _render_face(face, mesh, frame, px, colour, texture.alpha, timer)
         with timer("mask"):
             region = _region_mask(mesh, verts, ras, size, options.regions, options.feather_px)
             mask = (region * rr.alpha.clamp(0, 1)).clamp(0, 1)
@@ -410,12 +418,8 @@ def face_paint(decal: Texture, plate: Source, result: ShotResult, out_pattern: s
             report.passed_through.append(frame.number)
             return px
         size = (px.shape[1], px.shape[0])
-        plate_t = _to_tensor(px[..., :3], mesh.device)
-        with timer("render"):
-            verts = _frame_vertices(face, mesh, frame, size)
-            ras = rasterise(verts, mesh.triangles, size)
-            rr = render_uv_texture(colour, verts, mesh.triangles, mesh.uv, size, uv_triangles=mesh.uv_triangles,
-                                   texture_alpha=alpha, raster=ras)
+        plate_t, verts, ras, rr = _render_face(face, mesh, frame, px, colour, alpha, timer)
+        with timer("mask"):
             region = _region_mask(mesh, verts, ras, size, options.regions, options.feather_px)
         with timer("composite"):
             out = rr.colour * region + plate_t * (1 - rr.alpha * region)
