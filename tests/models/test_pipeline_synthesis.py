@@ -138,3 +138,17 @@ def test_export_face_fit(plate, tmp_path, model):
     assert np.median(err) < 0.05 * scale, (np.median(err), scale)
     tex, _ = read_image(tmp_path / "f3d" / "texture.exr")
     assert tex.shape == (256, 256, 4) and (tex[..., 3] > 0.5).mean() > 0.3
+
+
+def test_face_replace_refuses_a_source_without_a_face(plate, tmp_path):
+    from facegraph.core.errors import FacegraphError
+
+    root, pattern, frames = plate
+    write_image(tmp_path / "blank.exr", np.full((128, 128, 3), 0.18, np.float32))
+    with pytest.raises(FacegraphError, match="no face found in the source photo") as e:
+        run_file(WF / "face_replace.json", {
+            "1.path": pattern, "1.frames": frames, "2.folder": str(tmp_path / "tracking"),
+            "3.source": str(tmp_path / "blank.exr"), "3.plate": pattern, "3.frames": frames,
+            "3.output": str(tmp_path / "r" / "r.####.exr"), "4.plate": pattern, "4.folder": str(tmp_path / "f")})
+    assert "node=3" in str(e.value)
+    assert not (tmp_path / "r").exists()  # nothing half-written
