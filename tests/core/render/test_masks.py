@@ -201,3 +201,27 @@ def test_feather_zero_is_identity_and_border_stays_solid(device):
 def test_bad_input_raises_input_error(device, call):
     with pytest.raises(InputError):
         call(device)
+
+
+def test_feather_on_the_box_equals_the_whole_frame_blur(device):
+    """feather() blurs only the non-zero box (+ radius); the result must equal a whole-frame blur, including
+    for a mask touching the image border."""
+    import math
+
+    import torch.nn.functional as F
+
+    from facegraph.core.render import masks as M
+
+    m = torch.zeros(1, 2, 90, 120, device=device)
+    m[:, 0, 30:60, 40:80] = 1.0
+    m[:, 1, 0:10, 0:12] = 0.5
+    sigma = 6.0 / M._RAMP_SIGMAS
+    radius = max(1, math.ceil(3.0 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    ref = m.reshape(2, 1, 90, 120)
+    ref = F.conv2d(F.pad(ref, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    ref = F.conv2d(F.pad(ref, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1)).view(1, 2, 90, 120)
+    assert torch.allclose(M.feather(m, 6.0), ref.clamp(0, 1), atol=1e-6)
+    assert (M.feather(torch.zeros(1, 1, 8, 8, device=device), 3.0) == 0).all()
