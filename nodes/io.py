@@ -141,10 +141,8 @@ class SaveEXRSequence:
         windows = {}
         if info is not None and info.data_window[2:] == (pixels.shape[2], pixels.shape[1]):
             windows = {"data_window": info.data_window, "display_window": info.display_window}
-        graph_hash = ""
-        if prompt is not None:
-            graph_hash = hashlib.sha256(json.dumps(prompt, sort_keys=True, default=str).encode()).hexdigest()[:16]
         inputs = prompt_inputs(prompt, unique_id)
+        graph_hash = run_hash(prompt, inputs)
         writer = SequenceWriter(path, mode=mode, pixel_type=pixel_type, compression=compression, channels=channels,
                                 attributes=info.attributes if info is not None else (), graph_hash=graph_hash,
                                 half_overflow=half_overflow, protect=inputs, **windows)
@@ -163,6 +161,16 @@ def files_changed(path: str, inputs: dict) -> str:
     """IS_CHANGED for every node that reads files: the content identity of the files ``path`` names (see
     core.fsutil.fingerprint) plus the node's other inputs, so edited frames are read again."""
     return fingerprint(pattern_files(str(path or "")), extra=(path, sorted(inputs.items(), key=str)))
+
+
+def run_hash(prompt: dict | None, inputs: list[str]) -> str:
+    """What a resumed frame must match: the graph with every parameter (the prompt) and the identity of the
+    files it reads (core.fsutil.fingerprint: content identity), so frames rendered from an edited plate or
+    by another graph are re-rendered, never kept. "" without a prompt."""
+    if prompt is None:
+        return ""
+    text = json.dumps(prompt, sort_keys=True, default=str) + fingerprint(inputs)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 #: the inputs through which facegraph's nodes read files (a Save node's ``path`` is its output: skipped)

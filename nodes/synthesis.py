@@ -3,16 +3,13 @@ streams the plate from disk and writes an EXR sequence (like Analyse Shot reads 
 runs in bounded memory in the editor too. Thin: all work is in models/pipeline/synthesis.py."""
 from __future__ import annotations
 
-import hashlib
-import json
-
 from ..core.errors import InputError
 from ..core.io.frames import WRITE_MODES
 from ..core.io.images import PIXEL_TYPES, read_image, write_display_png
 from ..core.io.sequence import MISSING_POLICIES, parse_frames
 from ..core.io.source import open_source
 from ..core.shot import ShotResult
-from .io import files_changed, prompt_inputs
+from .io import files_changed, prompt_inputs, run_hash
 from .types import BOOLEAN, CATEGORY, FLOAT, IMAGE, INT, STRING, TRACKS, numpy_to_image, widget
 
 MODEL_CHOICES = ("mediapipe_canonical", "bfm_3ddfa", "sfm_3448")
@@ -35,7 +32,7 @@ def _plate_inputs():
 
 
 def _hash(prompt) -> str:
-    return hashlib.sha256(json.dumps(prompt, sort_keys=True, default=str).encode()).hexdigest()[:16] if prompt else ""
+    return run_hash(prompt, prompt_inputs(prompt)) if prompt else ""
 
 
 def _result(report, preview_path: str):

@@ -14,7 +14,7 @@ import numpy as np
 from .. import progress
 from ..colour import ViewOptions, apply_view
 from ..errors import InputError
-from ..fsutil import check_disjoint
+from ..fsutil import check_disjoint, fingerprint
 from ..shotcache import stable_hash
 from .frames import SequenceWriter
 from .images import STILL_FORMATS
@@ -67,7 +67,8 @@ def convert(src: Source | str, output: str, options: ConvertOptions = ConvertOpt
     # what a resumed frame must match: the input, its frames and every option that changes the pixels
     opts = dataclasses.asdict(options)
     opts.pop("mode")
-    graph_hash = stable_hash({"convert": src.path, "read": src._read, "options": opts}, 16)
+    graph_hash = stable_hash({"convert": src.path, "read": src._read, "options": opts,
+                              "inputs": fingerprint(inputs)}, 16)
     writer = None
     try:
         with progress.task(len(src.frames), f"convert -> {os.path.basename(output)}") as bar:

@@ -488,6 +488,41 @@ def _(tmp):
             "--no-cache"]
 
 
+def _overscan_matches(tmp):
+    a = json.loads((tmp / "plain" / "tracking" / "tracking.json").read_text())
+    b = json.loads((tmp / "over" / "tracking" / "tracking.json").read_text())
+    assert b["source"]["data_window"] == [-40, -30, _overscan_matches.w + 80, _overscan_matches.h + 60]
+    assert b["source"]["display_window"] == [0, 0, _overscan_matches.w, _overscan_matches.h]
+    fa, fb = a["frames"][0]["faces"][0], b["frames"][0]["faces"][0]
+    assert b["frames"][0]["size"] == [_overscan_matches.w, _overscan_matches.h]
+    pa = np.asarray(fa["landmarks"]["points"])[:, :2]
+    pb = np.asarray(fb["landmarks"]["points"])[:, :2]
+    # display-window pixels on both: the 40 x 30 px overscan must not shift anything (networks see slightly
+    # different padding, so allow a pixel)
+    assert np.median(np.linalg.norm(pa - pb, axis=1)) < 1.0, np.median(np.linalg.norm(pa - pb, axis=1))
+
+
+@case("overscan-coordinates-are-display-window", code=0, marks=(pytest.mark.shared,))
+@then(_overscan_matches)
+def _(tmp):
+    import cv2
+
+    from facegraph.core.colour import srgb_to_linear
+
+    rgb = cv2.imread(str(ROOT.parent / "shared" / "data" / "stills" / "s0.jpg"))[..., ::-1]
+    lin = srgb_to_linear(rgb.astype(np.float32) / 255.0)
+    h, w = lin.shape[:2]
+    _overscan_matches.w, _overscan_matches.h = w, h
+    exr(tmp / "in" / "plain.exr", lin)
+    padded = np.zeros((h + 60, w + 80, 3), np.float32)
+    padded[30:30 + h, 40:40 + w] = lin
+    exr(tmp / "in" / "over.exr", padded, data_window=(-40, -30), display_window=(0, 0, w, h))
+    assert main(["-q", "analyse", str(tmp / "in" / "plain.exr"), "--out", str(tmp / "plain"), "--no-preview",
+                 "--no-crops", "--no-cache"]) == 0
+    return ["analyse", str(tmp / "in" / "over.exr"), "--out", str(tmp / "over"), "--no-preview", "--no-crops",
+            "--no-cache"]
+
+
 def _same_frames_kept(tmp):
     assert (tmp / "out" / "o.0001.exr").stat().st_mtime_ns == _same_frames_kept.mtime
 
