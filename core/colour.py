@@ -239,3 +239,190 @@ def _ocio_config(config: str):
                              hint="give a config file path or a built-in URI such as ocio://studio-config-latest")
         _OCIO_CONFIGS[config] = cfg
     return _OCIO_CONFIGS[config]
+
+
+# ------------------------------------------------------------------------------------ colour-space conversion
+#: the built-in colour spaces of :func:`convert_colourspace`; any other name is an OCIO colour space
+BuiltinColourspace = Literal["linear", "srgb", "rec709"]
+BUILTIN_COLOURSPACES: tuple[str, ...] = ("linear", "srgb", "rec709")
+#: the OCIO config used when none is given: OCIO's built-in studio config (ships inside OpenImageIO's OCIO,
+#: works offline), the same default the view transform node offers
+DEFAULT_OCIO_CONFIG = "ocio://studio-config-latest"
+#: facegraph's working space ("linear") by its name in the studio config (alias ``lin_rec709``); note that the
+#: studio config's ``scene_linear`` role is ACEScg, not this
+OCIO_LINEAR_REC709 = "Linear Rec.709 (sRGB)"
+
+# ITU-R BT.709-6 item 1.2 OETF: V = 4.5 L below 0.018, 1.099 L^0.45 - 0.099 above (same numbers as
+# linear_to_rec709 / rec709_to_linear above)
+_R709_LIN_BREAK = 0.018
+_R709_ENC_BREAK = 0.081
+_R709_ALPHA = 1.099
+_R709_BETA = 0.099
+_R709_GAMMA = 0.45
+_R709_SLOPE = 4.5
+
+
+def _torch_curve(x, name: str, to_linear: bool):
+    """The built-in curves on a torch tensor (any device, its dtype); odd-extended like the numpy ones."""
+    import torch
+
+    a = x.abs()
+    if name == "srgb":
+        if to_linear:
+            v = torch.where(a <= _SRGB_ENC_BREAK, a / 12.92, ((a + _SRGB_A) / (1 + _SRGB_A)) ** 2.4)
+        else:
+            v = torch.where(a <= _SRGB_LIN_BREAK, a * 12.92, (1 + _SRGB_A) * a ** (1 / 2.4) - _SRGB_A)
+    else:  # rec709
+        if to_linear:
+            v = torch.where(a < _R709_ENC_BREAK, a / _R709_SLOPE,
+                            ((a + _R709_BETA) / _R709_ALPHA) ** (1 / _R709_GAMMA))
+        else:
+            v = torch.where(a < _R709_LIN_BREAK, _R709_SLOPE * a, _R709_ALPHA * a ** _R709_GAMMA - _R709_BETA)
+    return torch.sign(x) * v
+
+
+_NUMPY_CURVES = {("srgb", True): srgb_to_linear, ("srgb", False): linear_to_srgb,
+                 ("rec709", True): rec709_to_linear, ("rec709", False): linear_to_rec709}
+
+
+def _check_space(name: object, arg: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InputError(f"{arg} must be a colour space name: one of {BUILTIN_COLOURSPACES} or an OCIO colour "
+                         f"space, got {name!r}")
+    return name.strip()
+
+
+def convert_colourspace(rgb, source: str, target: str, *, ocio_config: str = "",
+                        ocio_linear: str = OCIO_LINEAR_REC709):
+    """Convert colour values from one colour space to another (explicit, both directions).
+
+    Built-in spaces:
+        ``linear``  scene-linear, Rec.709 / sRGB primaries, D65: facegraph's working space.
+        ``srgb``    sRGB-encoded (IEC 61966-2-1 piecewise curve, :func:`srgb_to_linear` / :func:`linear_to_srgb`);
+                    what ComfyUI's core Load Image produces and what its other nodes expect.
+        ``rec709``  BT.709 OETF-encoded (ITU-R BT.709-6, :func:`rec709_to_linear` / :func:`linear_to_rec709`).
+    Any other name is an OCIO colour space (or alias / role) of ``ocio_config`` (default
+    :data:`DEFAULT_OCIO_CONFIG`), converted through OpenImageIO's bundled OpenColorIO. When one side is
+    built-in and the other OCIO, the built-in side goes through ``linear`` first and ``linear`` is the config's
+    ``ocio_linear`` space (default ``Linear Rec.709 (sRGB)``, correct for the studio config; name the
+    equivalent space for another config).
+
+    Convention:
+        rgb: (..., 3) float32 numpy array, or a float torch tensor (..., 3) on any device. Colour only: no
+        alpha; for premultiplied pixels convert the straight colour (see :func:`reinterpret_decoded`).
+        Returns the same kind: a new float32 numpy array, or a tensor on the input's device and dtype. The
+        input is never modified; ``source == target`` returns a copy.
+        Range: nothing is clamped. Linear targets are unbounded. For encoded targets (and sources) the
+        built-in curves are extended as odd functions: values > 1 follow the power segment past 1 (linear 2.0
+        -> sRGB 1.353), negatives mirror through 0 (f(-x) = -f(x)); NaN stays NaN. So srgb -> linear ->
+        srgb is the identity on any finite value, not only on [0, 1]. The rec709 curve keeps the standard's
+        rounded constants (1.099, 0.018), which leave a 2.4e-4 step at the break: rec709 -> linear -> rec709
+        is exact except for encoded values in [0.081, 0.0812]; linear -> rec709 -> linear is exact. OCIO spaces do what the config's
+        transforms do (the studio config's sRGB curve is also unclamped).
+        Device: built-in curves run on the tensor's own device (torch ops). OCIO runs on the CPU through
+        numpy: a CUDA tensor with an OCIO side raises InputError (move it with ``.cpu()`` first; this
+        function never moves data between devices).
+    Raises InputError for an empty name, an unknown OCIO colour space or config, or a non-(..., 3) input.
+    """
+    source = _check_space(source, "source")
+    target = _check_space(target, "target")
+    is_torch = not isinstance(rgb, np.ndarray) and type(rgb).__module__.startswith("torch")
+    if not is_torch:
+        rgb = np.asarray(rgb, dtype=np.float32)
+    if rgb.ndim < 1 or rgb.shape[-1] != 3:
+        raise InputError(f"rgb must be (..., 3) colour values, got shape {tuple(rgb.shape)}",
+                         hint="pass the colour channels only (x[..., :3])")
+    if is_torch and not rgb.is_floating_point():
+        raise InputError(f"rgb must be a float tensor, got {rgb.dtype}")
+    if source == target:
+        return rgb.clone() if is_torch else rgb.copy()
+    ocio = [s for s in (source, target) if s not in BUILTIN_COLOURSPACES]
+    if ocio and is_torch and rgb.device.type != "cpu":
+        raise InputError(f"OCIO colour space {ocio[0]!r} is converted on the CPU; the values are on {rgb.device}",
+                         hint="move them with .cpu() first (built-in linear/srgb/rec709 run on any device)")
+    x = rgb
+    # source -> linear (built-in) or source -> OCIO side
+    if source in ("srgb", "rec709"):
+        x = _torch_curve(x, source, True) if is_torch else _NUMPY_CURVES[(source, True)](x)
+    ocio_from = source if source not in BUILTIN_COLOURSPACES else ocio_linear
+    ocio_to = target if target not in BUILTIN_COLOURSPACES else ocio_linear
+    if ocio and ocio_from != ocio_to:
+        config = ocio_config or DEFAULT_OCIO_CONFIG
+        if is_torch:
+            import torch
+
+            out = ocio_convert(x.detach().to(torch.float32).numpy(), ocio_from, ocio_to, config)
+            x = torch.from_numpy(out).to(rgb.dtype)
+        else:
+            x = ocio_convert(x, ocio_from, ocio_to, config)
+    if target in ("srgb", "rec709"):
+        x = _torch_curve(x, target, False) if is_torch else _NUMPY_CURVES[(target, False)](x)
+    if x is rgb:  # e.g. OCIO <-> OCIO pair that resolved to the same space: still a new array
+        x = rgb.clone() if is_torch else rgb.copy()
+    return x if is_torch else np.asarray(x, dtype=np.float32)
+
+
+def ocio_convert(rgb: np.ndarray, source: str, target: str, config: str = DEFAULT_OCIO_CONFIG) -> np.ndarray:
+    """Colour-space conversion through OpenColorIO (as built into OpenImageIO), on the CPU.
+
+    Convention: rgb (..., 3) float32 numpy, colour only (no unpremultiply: convert straight colour); returns a
+    new (..., 3) float32 array in ``target``. source / target: colour space names, aliases or roles of
+    ``config`` (a file path or a built-in ``ocio://`` URI). Unclamped unless the config's transform clamps.
+    """
+    import OpenImageIO as oiio
+
+    cfg = _ocio_config(config)
+    x = np.ascontiguousarray(rgb, dtype=np.float32)
+    shape = x.shape
+    flat = x.reshape(1, -1, 3) if x.ndim != 3 else x  # OIIO wants (H, W, C)
+    if flat.size == 0:
+        return x.copy()
+    src = oiio.ImageBuf(flat)
+    dst = oiio.ImageBuf()
+    ok = oiio.ImageBufAlgo.colorconvert(dst, src, source, target, False, colorconfig=config)
+    error = dst.geterror() or (oiio.geterror() if not ok else "")  # always fetch: OIIO logs unread errors
+    if not ok:
+        names = list(cfg.getColorSpaceNames())
+        missing = [n for n in (source, target) if cfg.getColorSpaceIndex(n) < 0 and n not in names]
+        hint = (f"colour spaces in {config} include: {', '.join(names[:12])}, ... "
+                f"(`ociocheck` or the config file lists them all)")
+        what = f"unknown OCIO colour space {missing[0]!r} in {config}" if missing else \
+            f"OCIO conversion {source!r} -> {target!r} failed ({config}): {error}"
+        raise InputError(what, hint=hint)
+    return np.asarray(dst.get_pixels(oiio.FLOAT), dtype=np.float32).reshape(shape)
+
+
+def reinterpret_decoded(pixels: np.ndarray, decoded_as: str, assume: str) -> np.ndarray:
+    """Re-read already decoded pixels as if their file had been stored in ``assume`` instead of ``decoded_as``.
+
+    A reader turned the file's values v into linear with ``decoded_as``'s curve (``srgb`` for 8/16-bit
+    stills, ``linear`` for float files, see core.io.images.read_image's ``encoding``); this undoes that
+    (getting v back, to float precision) and decodes v with ``assume``'s curve instead, e.g. a 16-bit TIFF
+    that holds linear values (assume ``linear``) or an EXR that holds sRGB-encoded values (assume ``srgb``).
+
+    Convention: pixels (H, W, C) or (B, H, W, C) float32 numpy, C = 3 or 4 (RGBA, premultiplied); returns new
+    scene-linear (Rec.709 primaries) premultiplied pixels of the same shape. The curves act on straight
+    colour: with alpha, colour is unpremultiplied where alpha > 1e-6, converted and premultiplied again
+    (where alpha is ~0 the colour is converted as it is, so emissive pixels survive). Alpha is unchanged.
+    decoded_as / assume: ``linear``, ``srgb`` or ``rec709``. Unclamped (odd-extended curves).
+    """
+    for name, value in (("decoded_as", decoded_as), ("assume", assume)):
+        if value not in BUILTIN_COLOURSPACES:
+            raise InputError(f"{name} must be one of {BUILTIN_COLOURSPACES}, got {value!r}")
+    px = np.asarray(pixels, dtype=np.float32)
+    if px.ndim < 3 or px.shape[-1] not in (3, 4):
+        raise InputError(f"pixels must be (H, W, 3|4) or (B, H, W, 3|4), got shape {px.shape}")
+    out = px.copy()
+    if decoded_as == assume:
+        return out
+    rgb = px[..., :3]
+    alpha = px[..., 3:4] if px.shape[-1] == 4 else None
+    eps = 1e-6
+    if alpha is not None:
+        rgb = np.where(alpha > eps, rgb / np.maximum(alpha, eps), rgb)
+    stored = convert_colourspace(rgb, "linear", decoded_as)
+    rgb = convert_colourspace(stored, assume, "linear")
+    if alpha is not None:
+        rgb = np.where(alpha > eps, rgb * alpha, rgb)
+    out[..., :3] = rgb
+    return out

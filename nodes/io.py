@@ -1,6 +1,7 @@
 """IO nodes: load frame sequences / stills, save EXR sequences. Thin: all work is in core.io."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -8,7 +9,7 @@ import os
 import numpy as np
 
 from ..core import progress
-from ..core.colour import VIEW_TRANSFORMS, ViewOptions, apply_view
+from ..core.colour import VIEW_TRANSFORMS, ViewOptions, apply_view, reinterpret_decoded
 from ..core.errors import InputError
 from ..core.io.source import open_source
 from ..core.io.video import TRANSFERS
@@ -20,11 +21,31 @@ from .types import (CATEGORY, FLOAT, IMAGE, INT, MASK, SEQUENCE, STRING, image_t
                     numpy_to_image, numpy_to_mask, widget)
 
 CHANNEL_CHOICES = ("auto", "RGB", "RGBA")
+#: how a loader interprets the file's values: auto = by file type (EXR/HDR/float and files tagged linear:
+#: linear; 8/16-bit stills: sRGB-encoded), or forced (a linear 16-bit TIFF, an sRGB-encoded EXR, ...)
+FILE_COLOURSPACES: tuple[str, ...] = ("auto", "linear", "srgb", "rec709")
+_COLOURSPACE_TIP = ("how the file's values are encoded: auto (EXR/float: linear, 8/16-bit stills: sRGB), or "
+                    "force linear / srgb / rec709 (e.g. a linear 16-bit TIFF, an sRGB-encoded EXR); the output "
+                    "is scene-linear either way")
+
+
+def _check_file_colourspace(colourspace: str) -> str:
+    if colourspace not in FILE_COLOURSPACES:
+        raise InputError(f"colourspace must be one of {FILE_COLOURSPACES}, got {colourspace!r}")
+    return colourspace
+
+
+def _as_file_colourspace(pixels: np.ndarray, decoded_as: str, colourspace: str) -> np.ndarray:
+    """Pixels decoded by the reader as ``decoded_as`` (its ImageInfo.encoding), re-read as ``colourspace``."""
+    if colourspace == "auto" or colourspace == decoded_as:
+        return pixels
+    return reinterpret_decoded(pixels, decoded_as, colourspace)
 
 
 class LoadImageSequence:
     DESCRIPTION = ("Load an EXR/PNG/JPEG/TIFF frame sequence or a still as scene-linear float (stills are "
-                   "sRGB-decoded). Use frames/first/count to take one chunk of a long sequence.")
+                   "sRGB-decoded unless colourspace says how the files are encoded). Use frames/first/count to "
+                   "take one chunk of a long sequence.")
     CATEGORY = f"{CATEGORY}/io"
     FUNCTION = "load"
     RETURN_TYPES = (IMAGE, MASK, SEQUENCE)
@@ -54,6 +75,7 @@ class LoadImageSequence:
                                 default=""),
                 "nonfinite": widget(NONFINITE_POLICIES, "NaN/Inf pixels: raise an error, or replace with 0",
                                     default="error"),
+                "colourspace": widget(FILE_COLOURSPACES, _COLOURSPACE_TIP, default="auto"),
             },
         }
 
@@ -62,7 +84,8 @@ class LoadImageSequence:
         return files_changed(path, inputs)
 
     def load(self, path, frames="", first=0, count=0, missing="error", channels="auto", layer="",
-             nonfinite="error"):
+             nonfinite="error", colourspace="auto"):
+        _check_file_colourspace(colourspace)
         pattern = SequencePattern.parse(path.strip())
         plan = plan_frames(pattern, parse_frames(frames), missing)
         stop = len(plan.frames) if count <= 0 else min(len(plan.frames), first + count)
@@ -76,12 +99,16 @@ class LoadImageSequence:
                                      layer=layer, nonfinite=nonfinite):
                 batch.append(frame)
                 bar.advance()
-        pixels = np.stack([f.pixels for f in batch])
+        # black fills (info None) are 0 in every encoding
+        pixels = np.stack([f.pixels if f.info is None else
+                           _as_file_colourspace(f.pixels, f.info.encoding, colourspace) for f in batch])
         if pixels.shape[-1] == 4:
             alpha, rgb = pixels[..., 3], pixels[..., :3]
         else:
             alpha, rgb = np.ones(pixels.shape[:3], np.float32), pixels[..., :3]
         info = sequence_info(pattern, batch)
+        if colourspace != "auto":
+            info = dataclasses.replace(info, encoding=colourspace)
         return (numpy_to_image(rgb), numpy_to_mask(alpha), info)
 
 
@@ -193,7 +220,8 @@ def prompt_inputs(prompt: dict | None, own_id: str | None = None) -> list[str]:
 
 
 class LoadImage:
-    DESCRIPTION = "Load one image (EXR, PNG, JPEG, TIFF, ...) as scene-linear float; 8/16-bit files are sRGB-decoded."
+    DESCRIPTION = ("Load one image (EXR, PNG, JPEG, TIFF, ...) as scene-linear float; 8/16-bit files are "
+                   "sRGB-decoded unless colourspace says how the file is encoded.")
     CATEGORY = f"{CATEGORY}/io"
     FUNCTION = "load"
     RETURN_TYPES = (IMAGE, MASK)
@@ -203,16 +231,19 @@ class LoadImage:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {"path": widget(STRING, "an image file", default="")},
-                "optional": {"layer": widget(STRING, "EXR layer (empty: the main one)", default="")}}
+                "optional": {"layer": widget(STRING, "EXR layer (empty: the main one)", default=""),
+                             "colourspace": widget(FILE_COLOURSPACES, _COLOURSPACE_TIP, default="auto")}}
 
     @classmethod
     def IS_CHANGED(cls, path, **inputs):
         return files_changed(path, inputs)
 
-    def load(self, path, layer=""):
+    def load(self, path, layer="", colourspace="auto"):
         from ..core.io.images import read_image
 
-        px, _ = read_image(path.strip(), layer=layer)
+        _check_file_colourspace(colourspace)
+        px, info = read_image(path.strip(), layer=layer)
+        px = _as_file_colourspace(px, info.encoding, colourspace)
         alpha = px[..., 3] if px.shape[-1] == 4 else np.ones(px.shape[:2], np.float32)
         return (numpy_to_image(px[..., :3]), numpy_to_mask(alpha))
 

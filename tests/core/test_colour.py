@@ -74,3 +74,113 @@ def test_ocio_builtin_config_offline():
         ocio_view(x, "ocio://studio-config-latest", view="No Such View")
     with pytest.raises(InputError, match="cannot load OCIO config"):
         ocio_view(x, "/nonexistent/config.ocio")
+
+
+# ------------------------------------------------------------------------------- convert_colourspace
+from facegraph.core.colour import (BUILTIN_COLOURSPACES, OCIO_LINEAR_REC709, convert_colourspace,  # noqa: E402
+                                   reinterpret_decoded)
+
+_RAMP = np.linspace(0.0, 1.0, 4097, dtype=np.float32)[:, None].repeat(3, 1)
+
+
+def test_convert_srgb_round_trip_on_unit_range():
+    lin = convert_colourspace(_RAMP, "srgb", "linear")
+    assert np.array_equal(lin, srgb_to_linear(_RAMP))  # the built-in is the IEC 61966-2-1 function itself
+    assert np.abs(convert_colourspace(lin, "linear", "srgb") - _RAMP).max() <= 1e-6
+    assert np.array_equal(convert_colourspace(_RAMP, "linear", "srgb"), linear_to_srgb(_RAMP))
+
+
+def test_convert_rec709_both_directions():
+    assert np.array_equal(convert_colourspace(_RAMP, "rec709", "linear"), rec709_to_linear(_RAMP))
+    lin = np.linspace(0, 4, 999, dtype=np.float32)[:, None].repeat(3, 1)
+    assert np.abs(convert_colourspace(convert_colourspace(lin, "linear", "rec709"), "rec709", "linear")
+                  - lin).max() <= 1e-5 * 4
+    # encoded -> linear -> encoded: exact except the documented step of the rounded constants at the break
+    back = convert_colourspace(convert_colourspace(_RAMP, "rec709", "linear"), "linear", "rec709")
+    gap = (_RAMP >= 0.081) & (_RAMP < 0.0813)
+    assert np.abs(back - _RAMP)[~gap].max() <= 1e-6 and np.abs(back - _RAMP)[gap].max() < 3e-4
+
+
+def test_convert_between_encodings_goes_through_linear():
+    x = _RAMP[::7]
+    assert np.allclose(convert_colourspace(x, "srgb", "rec709"), linear_to_rec709(srgb_to_linear(x)), atol=1e-7)
+
+
+def test_convert_is_unclamped_odd_extension_and_never_in_place():
+    x = np.array([[-0.5, 2.0, 16.0]], np.float32)
+    keep = x.copy()
+    enc = convert_colourspace(x, "linear", "srgb")
+    assert float(enc[0, 1]) == pytest.approx(1.055 * 2 ** (1 / 2.4) - 0.055, abs=1e-6)  # past 1, not clamped
+    assert float(enc[0, 0]) == pytest.approx(-float(linear_to_srgb(np.float32(0.5))), abs=1e-7)  # odd
+    assert np.allclose(convert_colourspace(enc, "srgb", "linear"), x, rtol=1e-5)
+    assert np.array_equal(x, keep)
+    same = convert_colourspace(x, "linear", "linear")
+    assert np.array_equal(same, x) and same is not x
+
+
+def test_convert_torch_path_matches_numpy(device):
+    import torch
+
+    x = np.random.default_rng(3).uniform(-0.2, 3.0, (2, 5, 7, 3)).astype(np.float32)
+    t = torch.from_numpy(x).to(device)
+    for src in BUILTIN_COLOURSPACES:
+        for dst in BUILTIN_COLOURSPACES:
+            out = convert_colourspace(t, src, dst)
+            assert isinstance(out, torch.Tensor) and out.device == t.device and out.dtype == torch.float32
+            ref = convert_colourspace(x, src, dst)
+            assert np.allclose(out.cpu().numpy(), ref, rtol=2e-6, atol=1e-6), (src, dst)
+    assert np.array_equal(t.cpu().numpy(), x)
+
+
+def test_convert_rejects_bad_input():
+    with pytest.raises(InputError, match=r"\(\.\.\., 3\)"):
+        convert_colourspace(np.zeros((4, 4), np.float32), "srgb", "linear")
+    with pytest.raises(InputError, match="target"):
+        convert_colourspace(_RAMP, "srgb", "  ")
+    with pytest.raises(InputError, match="unknown OCIO colour space 'No Such Space'"):
+        convert_colourspace(_RAMP, "linear", "No Such Space")
+    with pytest.raises(InputError, match="OCIO config"):
+        convert_colourspace(_RAMP, "linear", "ACEScg", ocio_config="/nonexistent/config.ocio")
+
+
+def test_convert_ocio_round_trip_and_agrees_with_builtins():
+    x = np.random.default_rng(1).uniform(0, 4, (16, 16, 3)).astype(np.float32)
+    cg = convert_colourspace(x, "linear", "ACEScg")  # default config: the built-in studio config
+    assert np.abs(cg - x).max() > 0.01  # a real gamut change
+    assert np.abs(convert_colourspace(cg, "ACEScg", "linear") - x).max() <= 1e-5
+    # the studio config's own names for the built-ins agree with the built-in curves
+    assert np.abs(convert_colourspace(_RAMP, "linear", "sRGB Encoded Rec.709 (sRGB)")
+                  - linear_to_srgb(_RAMP)).max() < 5e-5
+    assert np.abs(convert_colourspace(_RAMP, OCIO_LINEAR_REC709, "linear") - _RAMP).max() <= 1e-6
+    # mixed: an sRGB-encoded value to ACEScg decodes with the built-in curve first
+    assert np.allclose(convert_colourspace(_RAMP, "srgb", "ACEScg"),
+                       convert_colourspace(srgb_to_linear(_RAMP), "linear", "ACEScg"), atol=1e-6)
+
+
+def test_convert_ocio_needs_cpu_tensor_and_returns_tensor():
+    import torch
+
+    t = torch.rand(1, 3, 4, 3)
+    out = convert_colourspace(t, "ACEScg", "linear")
+    assert isinstance(out, torch.Tensor) and out.shape == t.shape
+    assert np.allclose(out.numpy(), convert_colourspace(t.numpy(), "ACEScg", "linear"))
+    if torch.cuda.is_available():
+        with pytest.raises(InputError, match="cpu"):
+            convert_colourspace(t.cuda(), "ACEScg", "linear")
+
+
+def test_reinterpret_decoded_recovers_file_values_and_keeps_alpha():
+    stored = np.random.default_rng(2).random((3, 4, 3)).astype(np.float32)
+    alpha = np.full((3, 4, 1), 0.5, np.float32)
+    alpha[0, 0] = 0.0
+    # what read_image returns for an 8/16-bit RGBA still: sRGB-decoded straight colour, then premultiplied
+    decoded = np.concatenate([srgb_to_linear(stored) * alpha, alpha], -1)
+    decoded[0, 0, :3] = srgb_to_linear(stored[0, 0])  # alpha 0: colour kept as is (emissive)
+    out = reinterpret_decoded(decoded, "srgb", "linear")
+    assert np.allclose(out[..., :3], np.where(alpha > 0, stored * alpha, stored), atol=2e-6)
+    assert np.array_equal(out[..., 3], decoded[..., 3])
+    out709 = reinterpret_decoded(srgb_to_linear(stored), "srgb", "rec709")  # RGB only: no alpha
+    assert np.allclose(out709, rec709_to_linear(stored), atol=2e-6)
+    assert np.array_equal(reinterpret_decoded(decoded, "linear", "linear"), decoded)
+    with pytest.raises(InputError, match="assume"):
+        reinterpret_decoded(decoded, "srgb", "ACEScg")
