@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ from .cache import CacheKey, ModelCache, default_cache
 from .devices import resolve_device
 from .registry import ModelSpec, registry
 from .store import ModelStore, default_store
+
+log = logging.getLogger(__name__)
 
 #: family -> "module:Class" (imported lazily: torch-backed wrappers cost nothing until used)
 WRAPPERS: dict[str, str] = {
@@ -51,6 +55,29 @@ class ModelHandle:
         return load_model(self.model_id, device=self.device, threads=self.threads, explicit=self.path or None)
 
 
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def licence_note(spec: ModelSpec) -> str:
+    """One line for people: the model and its licence, flagged when it is not known to allow commercial use."""
+    text = f"{spec.id}: licence {spec.licence}"
+    return f"{text} [{spec.licence_flag}: not for commercial use]" if spec.restricted else text
+
+
+def warn_restricted(spec: ModelSpec) -> bool:
+    """Log a warning the first time in this process that a restricted model (non-commercial, GPL, licence
+    unknown) is loaded. Returns True when it warned now."""
+    if not spec.restricted:
+        return False
+    with _warned_lock:
+        if spec.id in _warned:
+            return False
+        _warned.add(spec.id)
+    log.warning("facegraph: loaded %s; check the licence before any commercial use", licence_note(spec))
+    return True
+
+
 def runnable_ids(task: str) -> list[str]:
     """Registered models of ``task`` that this version can run (default first)."""
     reg = registry()
@@ -84,11 +111,16 @@ def load_model(model_id: str | None = None, *, task: str | None = None, device: 
         resolved = (store or default_store()).resolve(spec, explicit=explicit)
         mod_name, cls_name = target.split(":")
         cls = getattr(importlib.import_module(f"{__package__}.{mod_name}"), cls_name)
-        return cls(spec, resolved, device=dev, threads=threads)
+        model = cls(spec, resolved, device=dev, threads=threads)
+        warn_restricted(spec)
+        return model
 
     return (cache or default_cache()).get(key, build)
 
 
 def resolve_files(model_id: str, store: ModelStore | None = None) -> dict[str, Path]:
     """Verified local paths of a data-only model's files (e.g. a 3DMM basis), keyed by registry path."""
-    return dict((store or default_store()).resolve(registry().get(model_id)).paths)
+    spec = registry().get(model_id)
+    paths = dict((store or default_store()).resolve(spec).paths)
+    warn_restricted(spec)
+    return paths

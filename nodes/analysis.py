@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 
+from ..core import progress
 from ..core.align import POINT_SOURCES, AlignOptions, align, crop_mask, warp_to_crop
 from ..core.colour import EXPOSURE_MODES, ViewOptions, network_view
 from ..core.detection import DetectOptions
@@ -20,11 +21,12 @@ from ..core.templates import TEMPLATE_NAMES
 from ..core.types import Face, FrameFaces, Landmarks
 from ..models.analysis import detect_frames, fuse_faces, landmark_frames, match_faces, refine_frames
 from ..models.devices import DEVICE_CHOICES
-from ..models.loader import ModelHandle, runnable_ids
+from ..models.loader import ModelHandle, licence_note, runnable_ids
 from ..models.registry import registry
 from .types import (ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, MODEL, SEQUENCE, STRING,
                     image_to_numpy, numpy_to_image, numpy_to_mask, widget)
 
+PREVIEW_COUNT = 16  # pictures a preview node shows by default: a glance, not a flipbook (each is a PNG write)
 ROTATION_CHOICES = {"none": (), "90 and 270": (90, 270), "all": (90, 180, 270)}
 
 
@@ -61,10 +63,20 @@ def _view_inputs():
 
 
 # -------------------------------------------------------------------------------------------- loaders
+def _licence_lines(ids: list[str]) -> str:
+    """Each choice with its licence, restricted ones flagged (shown where a user picks a model)."""
+    reg = registry()
+    return "; ".join(f"{i}: {reg.get(i).licence_flag or 'permissive'} ({reg.get(i).licence})" for i in ids)
+
+
 def _loader(task: str, label: str):
+    ids_now = runnable_ids(task)
+
     class Loader:
         DESCRIPTION = (f"Choose a {label} model and device. The model is resolved, verified (sha256) and "
-                       "loaded once per process, and shared by every node that uses it.")
+                       "loaded once per process, and shared by every node that uses it. Models flagged "
+                       "NON-COMMERCIAL / GPL / LICENCE UNKNOWN are not for commercial use. Licences: "
+                       + _licence_lines(ids_now) + ".")
         CATEGORY = f"{CATEGORY}/models"
         FUNCTION = "load"
         RETURN_TYPES = (MODEL,)
@@ -74,9 +86,12 @@ def _loader(task: str, label: str):
         @classmethod
         def INPUT_TYPES(cls):
             ids = runnable_ids(task)
+            reg = registry()
+            flagged = ", ".join(f"{i} ({reg.get(i).licence_flag})" for i in ids if reg.get(i).restricted)
             return {"required": {
                 "model": widget(ids, "registered model (flagged NON-COMMERCIAL / GPL / LICENCE UNKNOWN ones "
-                                     "are not for commercial use)", default=ids[0]),
+                                     "are not for commercial use" + (f"; flagged here: {flagged}" if flagged else "")
+                                + ")", default=ids[0]),
                 "device": widget(DEVICE_CHOICES, "where to run it (auto: the host's device)", default="auto"),
             }, "optional": {
                 "path": widget(STRING, "use this local file instead of the model store (still verified)",
@@ -86,7 +101,7 @@ def _loader(task: str, label: str):
         def load(self, model, device="auto", path=""):
             handle = ModelHandle(model, device=device, path=path.strip())
             handle.get()  # load now: errors belong to this node
-            return (handle,)
+            return progress.ui_result((handle,), text=[licence_note(handle.spec)])
 
     Loader.__name__ = Loader.__qualname__ = f"Load{task.capitalize()}Model"
     return Loader
@@ -275,14 +290,16 @@ class AlignFaces:
         opts = AlignOptions(template=template, size=(size, size), margin=margin, points=points, ransac=ransac,
                             max_rms=max_rms)
         crops, aligns = [], []
-        for img, ff in zip(frames, faces):
-            for i, face in enumerate(ff.faces):
-                try:
-                    a = align(face, opts, frame=ff.frame, face_index=i)
-                except EstimationError as exc:
-                    raise exc.with_context(frame=ff.frame, face=i)
-                aligns.append(a)
-                crops.append(warp_to_crop(img, a))
+        with progress.task(len(frames), "align faces") as bar:
+            for img, ff in zip(frames, faces):
+                for i, face in enumerate(ff.faces):
+                    try:
+                        a = align(face, opts, frame=ff.frame, face_index=i)
+                    except EstimationError as exc:
+                        raise exc.with_context(frame=ff.frame, face=i)
+                    aligns.append(a)
+                    crops.append(warp_to_crop(img, a))
+                bar.advance()
         if not crops:
             raise InputError("no faces to align in any frame", hint="check Detect Faces' threshold and input")
         mask = crop_mask(aligns[0].crop_size, feather)
@@ -320,9 +337,11 @@ class SelectFaces:
 
 # ------------------------------------------------------------------------------------------- preview
 class DrawLandmarks:
-    DESCRIPTION = "Preview: frames through the sRGB view with boxes, keypoints and landmarks drawn on top."
+    DESCRIPTION = ("Preview: frames through the sRGB view with boxes, keypoints and landmarks drawn on top; "
+                   "shown in the node (evenly spaced frames, like Preview Image) and passed on.")
     CATEGORY = f"{CATEGORY}/preview"
     FUNCTION = "draw"
+    OUTPUT_NODE = True
     RETURN_TYPES = (IMAGE,)
     RETURN_NAMES = ("preview",)
     OUTPUT_TOOLTIPS = ("display-referred overlay (not for further processing)",)
@@ -337,20 +356,30 @@ class DrawLandmarks:
         }, "optional": {"stops": widget(FLOAT, "exposure for the preview, in stops", default=0.0, min=-16.0,
                                         max=16.0, step=0.25),
                         "points": widget(POINT_SETS, "which points of a dense mesh (auto: the 68 on small faces)",
-                                         default="auto")}}
+                                         default="auto"),
+                        "preview_count": widget(INT, "frames shown in the node, evenly spaced (0: none)",
+                                                default=PREVIEW_COUNT, min=0, max=4096)}}
 
-    def draw(self, images, faces, point_size=1, boxes=True, stops=0.0, points="auto"):
+    def draw(self, images, faces, point_size=1, boxes=True, stops=0.0, points="auto", preview_count=PREVIEW_COUNT):
         frames = image_to_numpy(images)
         faces = _check_faces(faces, len(frames))
-        out = [draw_faces(to_display(f, ViewOptions(exposure="none", stops=stops)), ff.faces, point_size, boxes,
-                          points) for f, ff in zip(frames, faces)]
-        return (numpy_to_image(np.stack(out).astype(np.float32) / 255.0),)
+        view = ViewOptions(exposure="none", stops=stops)
+        out = []
+        with progress.task(len(frames), "draw landmarks") as bar:
+            for f, ff in zip(frames, faces):
+                out.append(draw_faces(to_display(f, view), ff.faces, point_size, boxes, points))
+                bar.advance()
+        shown = progress.ui_images([out[i] for i in progress.preview_picks(len(out), preview_count)],
+                                   "draw_landmarks")
+        return progress.ui_result((numpy_to_image(np.stack(out).astype(np.float32) / 255.0),), images=shown)
 
 
 class FaceInfo:
-    DESCRIPTION = "Face data as JSON: boxes, scores, head pose, blendshapes, notes (for inspection or export)."
+    DESCRIPTION = ("Face data as JSON: boxes, scores, head pose, blendshapes, notes (for inspection or export), "
+                   "shown in the node; a graph may end here.")
     CATEGORY = f"{CATEGORY}/analysis"
     FUNCTION = "info"
+    OUTPUT_NODE = True
     RETURN_TYPES = (STRING, INT)
     RETURN_NAMES = ("json", "face_count")
     OUTPUT_TOOLTIPS = ("per-frame summary as JSON text", "total faces over all frames")

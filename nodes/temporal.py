@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core import progress
 from ..core.align import crop_mask, warp_to_crop
 from ..core.errors import InputError
 from ..core.io.frames import SequenceInfo
@@ -34,6 +35,40 @@ def _smooth_inputs():
                                   "defaults, > 0 smoother, < 0 follows faster", default=0.0, min=-0.9, max=20.0,
                            step=0.1),
     }
+
+
+TRACK_COLOURS = ((0, 200, 255), (255, 160, 0), (120, 255, 80), (255, 80, 200), (255, 255, 80), (160, 120, 255))
+TRACK_PICTURE_WIDTH = 512  # pixels: a node-sized overview, not a plate-sized picture
+
+
+def track_picture(result: ShotResult, width: int = TRACK_PICTURE_WIDTH) -> np.ndarray:
+    """An overview of the tracks for people: each track's face-centre path over the shot, on a dark frame.
+
+    Convention: pixel-area coordinates of the analysed frames (core.conventions), scaled so the frame is
+    ``width`` pixels wide; a dot marks each track's first frame, its id is written there. Returns (H, W, 3)
+    uint8 RGB (display-referred; never for maths).
+    """
+    import cv2
+
+    w, h = result.frames[0].size if result.frames else (width, width * 9 // 16)
+    scale = width / max(1, w)
+    pic = np.full((max(1, int(round(h * scale))), width, 3), 24, np.uint8)
+    cv2.rectangle(pic, (0, 0), (pic.shape[1] - 1, pic.shape[0] - 1), (80, 80, 80), 1)
+    sub = 16  # cv2 shift=4: coordinates in 1/16 px
+    for k, t in enumerate(result.tracks):
+        colour = TRACK_COLOURS[k % len(TRACK_COLOURS)]
+        centres = np.array([[(f.box[0] + f.box[2]) * 0.5, (f.box[1] + f.box[3]) * 0.5] for f in t.faces],
+                           np.float64) * scale
+        if not len(centres):
+            continue
+        # pixel-area centre c -> cv2's pixel-index coordinates c - 0.5 (core.conventions)
+        pts = np.round((centres - 0.5) * sub).astype(np.int32)
+        if len(pts) > 1:
+            cv2.polylines(pic, [pts.reshape(-1, 1, 2)], False, colour, 1, cv2.LINE_AA, shift=4)
+        cv2.circle(pic, tuple(int(v) for v in pts[0]), 3 * sub, colour, -1, cv2.LINE_AA, shift=4)
+        x, y = (int(v) for v in centres[0])
+        cv2.putText(pic, str(t.track_id), (x + 6, y - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+    return pic
 
 
 def smooth_options(method: str, strength: float, fps: float) -> SmoothOptions:
@@ -119,12 +154,14 @@ class TrackFaces:
         if len(faces) != len(frames):
             raise InputError(f"faces hold {len(faces)} frames for {len(frames)} images")
         gated = []
-        for img, ff in zip(frames, faces):
-            out = []
-            for f in ff.faces:
-                why = exposure_gate(f, img[..., :3])
-                out.append(f.replace(notes=f.notes + (f"gate={why}",)) if why else f)
-            gated.append(ff.replace(faces=tuple(out)))
+        with progress.task(len(frames), "exposure gate") as bar:
+            for img, ff in zip(frames, faces):
+                out = []
+                for f in ff.faces:
+                    why = exposure_gate(f, img[..., :3])
+                    out.append(f.replace(notes=f.notes + (f"gate={why}",)) if why else f)
+                gated.append(ff.replace(faces=tuple(out)))
+                bar.advance()
         result = process_shot(gated, smooth_options(smoothing, strength, fps))
         return (result.frames, result)
 
@@ -158,14 +195,15 @@ class TrackCrops:
         t = tracks.main_track() if track_id < 0 else tracks.track(track_id)
         where = dict(zip(t.frames, t.alignments))
         crops, aligns, numbers = [], [], []
-        for number, img in zip(sequence.frames, frames):
-            a = where.get(number)
-            if a is None:
-                continue
-            a = scaled_alignment(a, (size, size))
-            aligns.append(a)
-            crops.append(warp_to_crop(img, a))
-            numbers.append(number)
+        with progress.task(len(frames), "track crops") as bar:
+            for number, img in zip(sequence.frames, frames):
+                a = where.get(number)
+                if a is not None:
+                    a = scaled_alignment(a, (size, size))
+                    aligns.append(a)
+                    crops.append(warp_to_crop(img, a))
+                    numbers.append(number)
+                bar.advance()
         if not crops:
             raise InputError(f"track {t.track_id} is not in frames {sequence.frames[0]}-{sequence.frames[-1]}")
         masks = np.stack([crop_mask((size, size), feather)] * len(crops))
@@ -216,7 +254,9 @@ class ExportTracking:
 
     def export(self, tracks: ShotResult, folder="output/tracking", crop_size=512, overwrite=True):
         files = write_export(tracks, folder, crop_size=(crop_size, crop_size), overwrite=overwrite)
-        return {"ui": {"text": [f"{len(files)} files in {folder}"]}, "result": (str(Path(folder)),)}
+        text = f"{len(files)} files in {folder}: {len(tracks.tracks)} track(s) over {len(tracks.frames)} frame(s)"
+        return {"ui": {"text": [text], "images": progress.ui_images([track_picture(tracks)], "tracking")},
+                "result": (str(Path(folder)),)}
 
 
 class ImportTracking:
@@ -266,7 +306,7 @@ class SaveContactSheet:
         numbers = sequence.frames if sequence is not None and len(sequence.frames) == len(frames) else range(len(frames))
         sheet = contact_sheet(tiles, columns=columns, labels=[str(numbers[i]) for i in picks], tile_width=tile_width)
         write_display_png(path, sheet)
-        return {"ui": {"text": [path]}, "result": (path,)}
+        return {"ui": {"text": [path], "images": progress.ui_images([sheet], "contact_sheet")}, "result": (path,)}
 
 
 NODES = {

@@ -1,4 +1,4 @@
-"""ComfyUI registration and bridges (progress, interruption, device, model folder).
+"""ComfyUI registration and bridges (progress, interruption, device, model folder, UI picture folder).
 
 Every ``comfy.*`` / ``folder_paths`` import is lazy and guarded: importing ``comfy.model_management`` at module
 level crashes ComfyUI's custom-node loader on machines without a GPU, and outside ComfyUI none of them exist.
@@ -22,31 +22,70 @@ NODE_DISPLAY_NAME_MAPPINGS = dict(DISPLAY_NAMES)
 
 
 class ComfyReporter:
-    """core.progress.Reporter backed by comfy.utils.ProgressBar and ComfyUI's interrupt flag."""
+    """core.progress.Reporter backed by comfy.utils.ProgressBar and ComfyUI's interrupt flag.
+
+    One bar per outermost task (a node's work), since ComfyUI shows one bar per node: nested tasks (detect
+    inside "analyse frames", landmarks per face, ...) never make a bar of their own, they advance the fraction
+    of the enclosing step they run in. The bar counts the outer task's steps and only ever moves forward (a
+    second nested task in the same step waits until it passes where the first one left the bar).
+    """
 
     def __init__(self) -> None:
-        self._bars: list = []
+        self._stack: list[list[int]] = []  # [total, done] per open task, outermost first
+        self._bar = None
+        self._shown = 0.0
 
     def start(self, total: int, label: str) -> None:
-        try:
-            import comfy.utils
+        self._stack.append([max(1, int(total)), 0])
+        if len(self._stack) == 1:
+            self._shown = 0.0
+            try:
+                import comfy.utils
 
-            self._bars.append(comfy.utils.ProgressBar(max(1, total)))
-        except Exception:  # outside a prompt execution there is no bar to drive
-            self._bars.append(None)
+                self._bar = comfy.utils.ProgressBar(self._stack[0][0])
+            except Exception:  # outside a prompt execution there is no bar to drive
+                self._bar = None
+
+    def position(self) -> float:
+        """Where the outermost task stands, in its steps: done + the nested tasks' fraction of the next."""
+        if not self._stack:
+            return 0.0
+        frac = 0.0
+        for total, done in reversed(self._stack[1:]):
+            frac = min(done + frac, total) / total
+        total, done = self._stack[0]
+        return min(done + frac, float(total))
 
     def advance(self, n: int = 1) -> None:
-        if self._bars and self._bars[-1] is not None:
-            self._bars[-1].update(n)
+        if not self._stack:
+            return
+        self._stack[-1][1] += n
+        pos = self.position()
+        if self._bar is not None and pos > self._shown:
+            step = pos - self._shown
+            self._shown = pos
+            self._bar.update(int(step) if step == int(step) else step)  # ProgressBar.update: relative
 
     def finish(self) -> None:
-        if self._bars:
-            self._bars.pop()
+        if self._stack:
+            self._stack.pop()
+        if not self._stack:
+            self._bar = None
 
     def check_interrupt(self) -> None:
         import comfy.model_management
 
         comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+def _ui_folder(kind: str) -> str | None:
+    """ComfyUI's temp or output folder (where its /view endpoint finds the pictures a node reports); None
+    when folder_paths is gone (a test's stand-in removed): the pictures then go to facegraph's own folder."""
+    try:
+        import folder_paths
+    except ImportError:
+        return None
+    return folder_paths.get_temp_directory() if kind == "temp" else folder_paths.get_output_directory()
 
 
 def _host_device() -> str:
@@ -74,6 +113,7 @@ def install_bridges() -> bool:
     default_store().host_dirs = _model_folders
     devices.host_device_provider = _host_device
     progress.set_fallback(ComfyReporter())
+    progress.set_ui_folder(_ui_folder)
     return True
 
 
