@@ -25,36 +25,43 @@ class ComfyReporter:
     """core.progress.Reporter backed by comfy.utils.ProgressBar and ComfyUI's interrupt flag.
 
     One bar per outermost task (a node's work), since ComfyUI shows one bar per node: nested tasks (detect
-    inside "analyse frames", landmarks per face, ...) never make a bar of their own, they advance the fraction
-    of the enclosing step they run in. The bar counts the outer task's steps and only ever moves forward (a
-    second nested task in the same step waits until it passes where the first one left the bar).
+    inside "analyse frames", landmarks per face, ...) never make a bar of their own. A nested task advances
+    within the enclosing task's current step: it spans half of what is left of that step (how many nested
+    tasks a step holds is not known in advance: detect then landmarks show 1/2, then 3/4), and the step
+    completes when the enclosing task advances. The bar counts the outer task's steps (fractions in between)
+    and only ever moves forward.
     """
 
     def __init__(self) -> None:
-        self._stack: list[list[int]] = []  # [total, done] per open task, outermost first
+        self._stack: list[list[float]] = []  # [total, done, lo, hi] per open task, in outer steps
         self._bar = None
         self._shown = 0.0
 
     def start(self, total: int, label: str) -> None:
-        self._stack.append([max(1, int(total)), 0])
-        if len(self._stack) == 1:
+        total = max(1, int(total))
+        if not self._stack:
+            self._stack.append([total, 0, 0.0, float(total)])
             self._shown = 0.0
             try:
                 import comfy.utils
 
-                self._bar = comfy.utils.ProgressBar(self._stack[0][0])
+                self._bar = comfy.utils.ProgressBar(total)
             except Exception:  # outside a prompt execution there is no bar to drive
                 self._bar = None
+            return
+        p_total, p_done, p_lo, p_hi = self._stack[-1]
+        unit = (p_hi - p_lo) / p_total
+        step_lo = p_lo + min(p_done, p_total) * unit
+        step_hi = min(step_lo + unit, p_hi)
+        lo = min(max(step_lo, self._shown), step_hi)
+        self._stack.append([total, 0, lo, lo + (step_hi - lo) / 2])
 
     def position(self) -> float:
-        """Where the outermost task stands, in its steps: done + the nested tasks' fraction of the next."""
+        """Where the outermost task stands, in its steps (fractions from nested tasks)."""
         if not self._stack:
             return 0.0
-        frac = 0.0
-        for total, done in reversed(self._stack[1:]):
-            frac = min(done + frac, total) / total
-        total, done = self._stack[0]
-        return min(done + frac, float(total))
+        total, done, lo, hi = self._stack[-1]
+        return lo + min(done, total) * (hi - lo) / total
 
     def advance(self, n: int = 1) -> None:
         if not self._stack:

@@ -179,3 +179,43 @@ def test_bridges_install_inside_a_fake_comfyui(monkeypatch, tmp_path):
     finally:
         store.host_dirs, devices.host_device_provider = old_dirs, old_dev
         progress.set_fallback(None)
+
+
+def test_bridges_send_ui_pictures_to_comfyuis_folders(monkeypatch, tmp_path):
+    """install_bridges points node pictures at folder_paths' temp / output folders; without it, our own."""
+    import numpy as np
+
+    from facegraph.core import progress
+    from facegraph.models import devices
+    from facegraph.models.store import default_store
+    from facegraph.plugin import comfyui
+
+    fp = types.ModuleType("folder_paths")
+    fp.models_dir = str(tmp_path / "models")
+    fp.add_model_folder_path = lambda name, path, is_default=False: None
+    fp.get_folder_paths = lambda name: []
+    fp.get_temp_directory = lambda: str(tmp_path / "temp")
+    fp.get_output_directory = lambda: str(tmp_path / "output")
+    monkeypatch.setitem(sys.modules, "folder_paths", fp)
+    store = default_store()
+    old_dirs, old_dev = store.host_dirs, devices.host_device_provider
+    try:
+        assert comfyui.install_bridges()
+        assert progress.ui_folder("temp") == tmp_path / "temp"
+        assert progress.ui_folder("output") == tmp_path / "output"
+        (ref,) = progress.ui_images([np.zeros((2, 2, 3), np.uint8)], "t")
+        assert (tmp_path / "temp" / ref["subfolder"] / ref["filename"]).is_file() and ref["type"] == "temp"
+        monkeypatch.delitem(sys.modules, "folder_paths")  # host gone: the bridge falls back, never fails
+        assert progress.ui_folder("temp") != tmp_path / "temp"
+    finally:
+        store.host_dirs, devices.host_device_provider = old_dirs, old_dev
+        progress.set_fallback(None)
+        progress.set_ui_folder(None)
+
+
+def test_output_nodes_report_something_to_show(loaded):
+    """A graph may end in these, and each shows its result on the node (ComfyUI's {"ui": ...})."""
+    maps = loaded.NODE_CLASS_MAPPINGS
+    for node_id in ("FacegraphFaceInfo", "FacegraphDrawLandmarks", "FacegraphSaveContactSheet",
+                    "FacegraphExportTracking"):
+        assert getattr(maps[node_id], "OUTPUT_NODE", False) is True, node_id
