@@ -86,7 +86,7 @@ class ViewOptions:
     ocio_config: str = ""
     ocio_display: str = ""
     ocio_view: str = ""
-    ocio_colourspace: str = "scene_linear"
+    ocio_colourspace: str = "auto"   # auto: Linear Rec.709 where the config has it (facegraph's frames), else scene_linear
 
     def __post_init__(self) -> None:
         if self.exposure not in EXPOSURE_MODES:
@@ -195,15 +195,21 @@ def apply_view(x: np.ndarray, options: ViewOptions) -> np.ndarray:
 
 
 def ocio_view(x: np.ndarray, config: str, display: str = "", view: str = "",
-              colourspace: str = "scene_linear") -> np.ndarray:
+              colourspace: str = "auto") -> np.ndarray:
     """Display/view transform through OpenColorIO (as built into OpenImageIO). x: (H, W, 3) float32.
 
     ``config`` may be a file path or a built-in URI such as ``ocio://studio-config-latest`` (works offline).
-    Empty display/view pick the config's defaults.
+    Empty display/view pick the config's defaults. ``colourspace``: what the frames are in; ``auto`` =
+    "Linear Rec.709 (sRGB)" where the config defines it (facegraph's scene-linear frames have Rec.709
+    primaries), else the config's ``scene_linear`` role. (The studio config's scene_linear role is ACEScg:
+    reading facegraph's frames as that would shift every preview's colours.)
     """
     import OpenImageIO as oiio
 
     cfg = _ocio_config(config)
+    if colourspace in ("", "auto"):
+        names = set(cfg.getColorSpaceNames())
+        colourspace = OCIO_LINEAR_REC709 if OCIO_LINEAR_REC709 in names else "scene_linear"
     displays = list(cfg.getDisplayNames())
     display = display or cfg.getDefaultDisplayName()
     if display not in displays:

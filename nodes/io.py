@@ -323,12 +323,13 @@ class ViewTransform:
                                       default="ocio://studio-config-latest"),
                 "ocio_display": widget(STRING, "OCIO display (empty: default)", default=""),
                 "ocio_view": widget(STRING, "OCIO view (empty: default)", default=""),
-                "ocio_colourspace": widget(STRING, "colour space of the linear frames", default="scene_linear"),
+                "ocio_colourspace": widget(STRING, "colour space of the linear frames (auto: Linear Rec.709 where "
+                                           "the config has it, else its scene_linear role)", default="auto"),
             },
         }
 
     def apply(self, images, view="srgb", stops=0.0, ocio_config="ocio://studio-config-latest", ocio_display="",
-              ocio_view="", ocio_colourspace="scene_linear"):
+              ocio_view="", ocio_colourspace="auto"):
         opts = ViewOptions(exposure="none", stops=stops, view=view, ocio_config=ocio_config if view == "ocio" else "",
                            ocio_display=ocio_display, ocio_view=ocio_view, ocio_colourspace=ocio_colourspace)
         frames = image_to_numpy(images)

@@ -199,7 +199,8 @@ def add_view_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ocio-config", default="", help="OCIO config file or built-in URI (ocio://studio-config-latest)")
     p.add_argument("--display", default="", help="OCIO display (default: the config's)")
     p.add_argument("--ocio-view", default="", help="OCIO view (default: the display's)")
-    p.add_argument("--ocio-colourspace", default="scene_linear", help="colour space of the linear frames")
+    p.add_argument("--ocio-colourspace", default="auto", help="colour space of the linear frames (auto: "
+                   "Linear Rec.709 where the config has it, else its scene_linear role)")
 
 
 def view_from_args(args: argparse.Namespace):

@@ -184,3 +184,17 @@ def test_reinterpret_decoded_recovers_file_values_and_keeps_alpha():
     assert np.array_equal(reinterpret_decoded(decoded, "linear", "linear"), decoded)
     with pytest.raises(InputError, match="assume"):
         reinterpret_decoded(decoded, "srgb", "ACEScg")
+
+
+def test_ocio_preview_reads_facegraph_frames_as_linear_rec709():
+    """The studio config's scene_linear role is ACEScg: the default ('auto') must read our linear Rec.709
+    frames as Linear Rec.709, so an OCIO sRGB preview equals the built-in sRGB view."""
+    import numpy as np
+
+    from facegraph.core.colour import ViewOptions, apply_view, linear_to_srgb
+
+    x = np.random.default_rng(0).uniform(0.01, 0.9, (4, 5, 3)).astype(np.float32)
+    opts = ViewOptions(exposure="none", view="ocio", ocio_config="ocio://studio-config-latest",
+                       ocio_display="sRGB - Display", ocio_view="Un-tone-mapped")
+    got = apply_view(x, opts)
+    assert np.abs(got - linear_to_srgb(x)).max() < 2e-3
