@@ -15,3 +15,10 @@ def test_every_package_is_listed_in_pyproject():
         if rel.parts[0] in ("core", "models", "nodes", "plugin"):
             found.add(".".join(("facegraph",) + rel.parts))
     assert found - listed == set(), f"packages missing from pyproject.toml: {sorted(found - listed)}"
+
+
+def test_every_template_has_a_thumbnail():
+    """ComfyUI's template browser shows <name>.jpg beside <name>.json (tests/golden/make_thumbnails.py)."""
+    wf = ROOT / "example_workflows"
+    missing = [p.name for p in wf.glob("*.json") if not p.with_suffix(".jpg").is_file()]
+    assert not missing, f"templates without a thumbnail: {missing}"
