@@ -108,14 +108,14 @@ def load_model(model_id: str | None = None, *, task: str | None = None, device: 
     key = CacheKey(spec.id, dev, precision, spec.runtime, extra=f"threads={threads};path={explicit or ''}")
 
     def build() -> Any:
-        resolved = (store or default_store()).resolve(spec, explicit=explicit)
+        resolved = (store if store is not None else default_store()).resolve(spec, explicit=explicit)
         mod_name, cls_name = target.split(":")
         cls = getattr(importlib.import_module(f"{__package__}.{mod_name}"), cls_name)
         model = cls(spec, resolved, device=dev, threads=threads)
         warn_restricted(spec)
         return model
 
-    return (cache or default_cache()).get(key, build)
+    return (cache if cache is not None else default_cache()).get(key, build)  # an empty cache is falsy
 
 
 def resolve_files(model_id: str, store: ModelStore | None = None) -> dict[str, Path]:
