@@ -386,12 +386,84 @@ def chan_rows(alignments: Sequence[Alignment], plate_height: int) -> list[tuple]
     return rows
 
 
+#: the camera the 3D ``.chan`` head poses are seen through: 35 mm lens on a 36 mm horizontal aperture, so
+#: the focal length in pixels is 35 / 36 x the plate width (the same default as core.morphable.fit)
+CHAN_FOCAL_MM, CHAN_APERTURE_MM = 35.0, 36.0
+
+
+def euler_zxy(r: np.ndarray) -> tuple[float, float, float]:
+    """(rx, ry, rz) degrees with r = Ry(ry) Rx(rx) Rz(rz): Nuke's default Axis/Camera rotation order ZXY
+    (Z applied first)."""
+    rx = np.arcsin(np.clip(-r[1, 2], -1.0, 1.0))
+    rz = np.arctan2(r[1, 0], r[1, 1])
+    ry = np.arctan2(r[0, 2], r[2, 2])
+    return tuple(float(np.rad2deg(a)) for a in (rx, ry, rz))
+
+
+def rotation_zxy(rx: float, ry: float, rz: float) -> np.ndarray:
+    """The inverse of :func:`euler_zxy`: Ry Rx Rz from degrees."""
+    a, b, c = np.deg2rad([rx, ry, rz])
+    mx = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+    my = np.array([[np.cos(b), 0, np.sin(b)], [0, 1, 0], [-np.sin(b), 0, np.cos(b)]])
+    mz = np.array([[np.cos(c), -np.sin(c), 0], [np.sin(c), np.cos(c), 0], [0, 0, 1]])
+    return my @ mx @ mz
+
+
+def head_chan_rows(frames: Sequence[int], faces: Sequence[Face], head: np.ndarray,
+                   plate_size: tuple[int, int]) -> list[tuple]:
+    """(frame, tx, ty, tz, rx, ry, rz) per frame: the real 3D head pose for a Nuke / Blender Axis.
+
+    Convention: ``head`` (V, 3) is the canonical face mesh (MediaPipe's, model units = cm; x right, y up, z
+    out of the face: Nuke's axes for a face looking at the camera), the faces carry the 468/478-point mesh
+    landmarks (display pixels). The chan camera is a pinhole at the world origin looking down -z, y up, focal
+    f = CHAN_FOCAL_MM / CHAN_APERTURE_MM x the plate width in pixels, principal point the plate centre. Per
+    frame the mesh's pose is a perspective fit to the landmarks (core.morphable.fit.fit_pose: closed-form
+    scaled-orthographic start, lifted to the distance f / s, Gauss-Newton on the reprojection error), then
+    re-expressed in Nuke's axes: world = F (R v + t) with F = diag(1, -1, -1). Translation in cm; rotation as
+    ZXY Euler degrees (Nuke's default order); a frontal face at the centre has rotation 0. Frames whose face
+    has no mesh landmarks, or whose fit fails, are left out."""
+    from .errors import FacegraphError
+    from .morphable.fit import fit_pose
+
+    w, h = plate_size
+    f = CHAN_FOCAL_MM / CHAN_APERTURE_MM * w
+    flip = np.diag([1.0, -1.0, -1.0])  # camera axes (x right, y down, z away) -> Nuke's (x right, y up, z back)
+    rows = []
+    for n, face in zip(frames, faces):
+        lm = face.landmarks
+        if lm is None or not lm.scheme.startswith("mediapipe") or len(lm.points) < len(head):
+            continue
+        try:
+            pose = fit_pose(head, np.asarray(lm.points[:len(head), :2], np.float64), camera="perspective",
+                            focal_px=f, frame_size=(w, h), iterations=10)
+        except FacegraphError:
+            continue
+        t = flip @ pose.translation
+        rows.append((n, *t, *euler_zxy(flip @ pose.rotation)))
+    return rows
+
+
+def project_chan(rows: Sequence[tuple], head: np.ndarray, plate_size: tuple[int, int]) -> dict[int, np.ndarray]:
+    """Frame -> (V, 2) display pixels of ``head`` posed by each chan row through the chan camera (the round
+    trip of :func:`head_chan_rows`, done as Nuke would: world = R v + t, then the pinhole looking down -z)."""
+    w, h = plate_size
+    f = CHAN_FOCAL_MM / CHAN_APERTURE_MM * w
+    out = {}
+    for n, tx, ty, tz, rx, ry, rz in rows:
+        p = (rotation_zxy(rx, ry, rz) @ np.asarray(head, np.float64).T).T + (tx, ty, tz)
+        out[int(n)] = np.stack([w / 2.0 + f * p[:, 0] / -p[:, 2], h / 2.0 - f * p[:, 1] / -p[:, 2]], 1)
+    return out
+
+
 def write_export(result: ShotResult, out_dir: str | Path, *, crop_size: tuple[int, int] = (512, 512),
-                 plate_size: tuple[int, int] | None = None, overwrite: bool = True) -> list[Path]:
-    """Write ``tracking.json``, ``npz/frame.<n>.npz`` and per track ``track_<id>.chan`` (7 columns: frame,
-    translate x y z, rotate x y z: imports into Nuke's Axis/Camera and Blender's chan importer; z rotation
-    in degrees) plus ``track_<id>.transform.chan`` (frame, translate x, translate y, rotate, scale) for a 2D
-    Transform. Atomic per file."""
+                 plate_size: tuple[int, int] | None = None, overwrite: bool = True,
+                 head: np.ndarray | None = None) -> list[Path]:
+    """Write ``tracking.json``, ``npz/frame.<n>.npz``, per track ``track_<id>.transform.chan`` (frame,
+    translate x, translate y, rotate, scale: the 2D Transform that stabilises the plate onto the face) and,
+    given the canonical ``head`` mesh and mesh landmarks, ``track_<id>.chan``: the real 3D head pose (7
+    columns: frame, translate x y z, rotate x y z in degrees, ZXY order) for a Nuke Axis or Blender's chan
+    importer, seen through a camera of 35 mm focal length on a 36 mm aperture at the origin (see
+    :func:`head_chan_rows`). Atomic per file."""
     out = Path(out_dir)
     if out.exists() and not overwrite and any(out.iterdir()):
         raise ImageIOError("export folder is not empty", file=str(out), hint="allow overwrite or choose another")
@@ -404,12 +476,16 @@ def write_export(result: ShotResult, out_dir: str | Path, *, crop_size: tuple[in
         p = out / "npz" / f"frame.{ff.frame:04d}.npz"
         atomic_write(p, _npz_bytes(ff, result, crop_size))
         written.append(p)
-    h = plate_size[1] if plate_size else (result.frames[0].size[1] if result.frames else 0)
+    size = tuple(plate_size) if plate_size else (tuple(result.frames[0].size) if result.frames else (0, 0))
     for t in result.tracks:
-        rows = chan_rows([scaled_alignment(a, crop_size) for a in t.alignments], h)
-        axis = "\n".join(f"{f} {tx:.6f} {ty:.6f} 0 0 0 {r:.6f}" for f, tx, ty, r, _ in rows) + "\n"
+        rows = chan_rows([scaled_alignment(a, crop_size) for a in t.alignments], size[1])
         tr = "\n".join(f"{f} {tx:.6f} {ty:.6f} {r:.6f} {s:.8f}" for f, tx, ty, r, s in rows) + "\n"
-        for name, text in ((f"track_{t.track_id}.chan", axis), (f"track_{t.track_id}.transform.chan", tr)):
+        files = [(f"track_{t.track_id}.transform.chan", tr)]
+        heads = head_chan_rows(t.frames, t.faces, head, size) if head is not None else []
+        if heads:
+            files.append((f"track_{t.track_id}.chan", "\n".join(" ".join(
+                [str(r[0])] + [f"{v:.6f}" for v in r[1:]]) for r in heads) + "\n"))
+        for name, text in files:
             atomic_write(out / name, text.encode())
             written.append(out / name)
     return written

@@ -323,3 +323,15 @@ def _load_mediapipe(store: ModelStore, spec: ModelSpec) -> MorphableModel:
 
 
 _LOADERS = {"bfm_3ddfa": _load_bfm, "sfm_3448": _load_sfm, "mediapipe_canonical": _load_mediapipe}
+
+
+def canonical_head(store: ModelStore | None = None) -> np.ndarray | None:
+    """The MediaPipe canonical face mesh's vertices (468, 3) in cm (x right, y up, z out of the face), for the
+    3D head pose export; None (with a log line) when the model file cannot be resolved."""
+    from ..core.errors import FacegraphError
+
+    try:
+        return np.array(load_morphable_model("mediapipe_canonical", store=store).mean)
+    except FacegraphError as exc:
+        logging.getLogger(__name__).info("no canonical face mesh for the 3D head export: %s", exc)
+        return None

@@ -253,7 +253,10 @@ class ExportTracking:
         }}
 
     def export(self, tracks: ShotResult, folder="output/tracking", crop_size=512, overwrite=True):
-        files = write_export(tracks, folder, crop_size=(crop_size, crop_size), overwrite=overwrite)
+        from ..models.morphable import canonical_head
+
+        files = write_export(tracks, folder, crop_size=(crop_size, crop_size), overwrite=overwrite,
+                             head=canonical_head())
         text = f"{len(files)} files in {folder}: {len(tracks.tracks)} track(s) over {len(tracks.frames)} frame(s)"
         return {"ui": {"text": [text], "images": progress.ui_images([track_picture(tracks)], "tracking")},
                 "result": (str(Path(folder)),)}

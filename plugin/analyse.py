@@ -63,7 +63,10 @@ def _analyse(src, out: Path, folder: OutputFolder, *, missing, smooth, strength,
     yield (f"analysed {len(result.frames)} frames ({src.frames[0]}-{src.frames[-1]}): {len(result.tracks)} track(s), "
            f"{filled} filled frame(s), smoothing {smooth}" + (f"; missing input frames {list(src.missing)}" if src.missing else ""))
     size = result.frames[0].size
-    files = write_export(result, out / "tracking", crop_size=(crop_size, crop_size), plate_size=size)
+    from ..models.morphable import canonical_head
+
+    files = write_export(result, out / "tracking", crop_size=(crop_size, crop_size), plate_size=size,
+                         head=canonical_head())
     folder.add(*files)
     yield f"tracking export: {out / 'tracking'} ({len(files)} files)"
     if not (crops or preview) or not result.tracks:
