@@ -23,7 +23,7 @@ from ..models.analysis import detect_frames, fuse_faces, landmark_frames, match_
 from ..models.devices import DEVICE_CHOICES
 from ..models.loader import ModelHandle, licence_note, runnable_ids
 from ..models.registry import registry
-from .types import (ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, MODEL, SEQUENCE, STRING,
+from .types import (in_path, ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, MODEL, SEQUENCE, STRING,
                     image_to_numpy, numpy_to_image, numpy_to_mask, widget)
 
 PREVIEW_COUNT = 16  # pictures a preview node shows by default: a glance, not a flipbook (each is a PNG write)
@@ -99,7 +99,7 @@ def _loader(task: str, label: str):
             }}
 
         def load(self, model, device="auto", path=""):
-            handle = ModelHandle(model, device=device, path=path.strip())
+            handle = ModelHandle(model, device=device, path=in_path(path) if path.strip() else "")
             handle.get()  # load now: errors belong to this node
             return progress.ui_result((handle,), text=[licence_note(handle.spec)])
 

@@ -17,7 +17,8 @@ from ..core.io.frames import WRITE_MODES, SequenceInfo, SequenceWriter, iter_fra
 from ..core.fsutil import fingerprint, pattern_files
 from ..core.io.images import EXR_COMPRESSIONS, HALF_OVERFLOW_POLICIES, NONFINITE_POLICIES, PIXEL_TYPES
 from ..core.io.sequence import MISSING_POLICIES, SequencePattern, parse_frames, plan_frames
-from .types import (CATEGORY, FLOAT, IMAGE, INT, MASK, SEQUENCE, STRING, image_to_numpy, mask_to_numpy,
+from ..core.paths import INPUT_TIP, OUTPUT_TIP
+from .types import (CATEGORY, FLOAT, IMAGE, INT, MASK, SEQUENCE, STRING, image_to_numpy, in_path, mask_to_numpy, out_path,
                     numpy_to_image, numpy_to_mask, widget)
 
 CHANNEL_CHOICES = ("auto", "RGB", "RGBA")
@@ -58,7 +59,7 @@ class LoadImageSequence:
         return {
             "required": {
                 "path": widget(STRING, "file or pattern: plate.####.exr, plate.%04d.exr, plate.$F4.exr, "
-                                       "plate.1001-1100####.exr, or a single image", default=""),
+                                       "plate.1001-1100####.exr, or a single image" + INPUT_TIP, default=""),
                 "frames": widget(STRING, "frame range, e.g. 1001-1100, 1-99x2, 1-10,20 (empty: all on disk)",
                                  default=""),
                 "first": widget(INT, "index of the first frame of the range to load (for chunks)", default=0,
@@ -86,7 +87,7 @@ class LoadImageSequence:
     def load(self, path, frames="", first=0, count=0, missing="error", channels="auto", layer="",
              nonfinite="error", colourspace="auto"):
         _check_file_colourspace(colourspace)
-        pattern = SequencePattern.parse(path.strip())
+        pattern = SequencePattern.parse(in_path(path))
         plan = plan_frames(pattern, parse_frames(frames), missing)
         stop = len(plan.frames) if count <= 0 else min(len(plan.frames), first + count)
         if first >= len(plan.frames):
@@ -127,7 +128,8 @@ class SaveEXRSequence:
         return {
             "required": {
                 "images": widget(IMAGE, "frames to write (linear float)"),
-                "path": widget(STRING, "output pattern, e.g. out/plate.####.exr", default="output/facegraph.####.exr"),
+                "path": widget(STRING, "output pattern, e.g. out/plate.####.exr" + OUTPUT_TIP,
+                               default="facegraph/facegraph.####.exr"),
                 "pixel_type": widget(PIXEL_TYPES, "half (16-bit float) or float (32-bit)", default="half"),
                 "compression": widget(EXR_COMPRESSIONS, "OpenEXR compression", default="zip"),
                 "mode": widget(WRITE_MODES, "existing frames: error, overwrite, or resume (keep them)",
@@ -170,6 +172,7 @@ class SaveEXRSequence:
             windows = {"data_window": info.data_window, "display_window": info.display_window}
         inputs = prompt_inputs(prompt, unique_id)
         graph_hash = run_hash(prompt, inputs)
+        path = out_path(path)
         writer = SequenceWriter(path, mode=mode, pixel_type=pixel_type, compression=compression, channels=channels,
                                 attributes=info.attributes if info is not None else (), graph_hash=graph_hash,
                                 half_overflow=half_overflow, protect=inputs, **windows)
@@ -187,7 +190,7 @@ class SaveEXRSequence:
 def files_changed(path: str, inputs: dict) -> str:
     """IS_CHANGED for every node that reads files: the content identity of the files ``path`` names (see
     core.fsutil.fingerprint) plus the node's other inputs, so edited frames are read again."""
-    return fingerprint(pattern_files(str(path or "")), extra=(path, sorted(inputs.items(), key=str)))
+    return fingerprint(pattern_files(in_path(path)), extra=(path, sorted(inputs.items(), key=str)))
 
 
 def run_hash(prompt: dict | None, inputs: list[str]) -> str:
@@ -215,7 +218,7 @@ def prompt_inputs(prompt: dict | None, own_id: str | None = None) -> list[str]:
         for key in READ_INPUTS:
             value = (node.get("inputs") or {}).get(key)
             if isinstance(value, str) and value.strip():
-                files += pattern_files(value)
+                files += pattern_files(in_path(value))
     return files
 
 
@@ -230,7 +233,7 @@ class LoadImage:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"path": widget(STRING, "an image file", default="")},
+        return {"required": {"path": widget(STRING, "an image file" + INPUT_TIP, default="")},
                 "optional": {"layer": widget(STRING, "EXR layer (empty: the main one)", default=""),
                              "colourspace": widget(FILE_COLOURSPACES, _COLOURSPACE_TIP, default="auto")}}
 
@@ -242,7 +245,7 @@ class LoadImage:
         from ..core.io.images import read_image
 
         _check_file_colourspace(colourspace)
-        px, info = read_image(path.strip(), layer=layer)
+        px, info = read_image(in_path(path), layer=layer)
         px = _as_file_colourspace(px, info.encoding, colourspace)
         alpha = px[..., 3] if px.shape[-1] == 4 else np.ones(px.shape[:2], np.float32)
         return (numpy_to_image(px[..., :3]), numpy_to_mask(alpha))
@@ -261,7 +264,7 @@ class LoadVideo:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "path": widget(STRING, "movie file", default=""),
+                "path": widget(STRING, "movie file" + INPUT_TIP, default=""),
                 "frames": widget(STRING, "frame range in start_frame numbering (empty: all)", default=""),
                 "first": widget(INT, "index of the first frame of the range to load", default=0, min=0,
                                 max=1 << 30),
@@ -283,7 +286,7 @@ class LoadVideo:
 
     def load(self, path, frames="", first=0, count=0, start_frame=1001, transfer="srgb", matrix="auto",
              colour_range="auto"):
-        src = open_source(path.strip(), parse_frames(frames), start_frame=start_frame, transfer=transfer,
+        src = open_source(in_path(path), parse_frames(frames), start_frame=start_frame, transfer=transfer,
                           matrix=matrix, colour_range=colour_range)
         numbers = src.frames[first: (first + count) if count > 0 else None]
         if not numbers:

@@ -8,9 +8,10 @@ from ..core.io.frames import WRITE_MODES
 from ..core.io.images import PIXEL_TYPES, read_image, write_display_png
 from ..core.io.sequence import MISSING_POLICIES, parse_frames
 from ..core.io.source import open_source
+from ..core.paths import INPUT_TIP, OUTPUT_TIP
 from ..core.shot import ShotResult
 from .io import files_changed, prompt_inputs, run_hash
-from .types import BOOLEAN, CATEGORY, FLOAT, IMAGE, INT, STRING, TRACKS, numpy_to_image, widget
+from .types import BOOLEAN, CATEGORY, FLOAT, IMAGE, INT, STRING, TRACKS, in_path, numpy_to_image, out_path, widget
 
 MODEL_CHOICES = ("mediapipe_canonical", "bfm_3ddfa", "sfm_3448")
 MODEL_TOOLTIP = ("UV layout / topology: mediapipe_canonical (Apache-2.0, the mesh landmarks themselves), "
@@ -20,11 +21,12 @@ MODEL_TOOLTIP = ("UV layout / topology: mediapipe_canonical (Apache-2.0, the mes
 def _plate_inputs():
     return {
         "tracks": widget(TRACKS, "tracks of the plate (Analyse Shot / Import Tracking Data)"),
-        "plate": widget(STRING, "the plate: plate.####.exr, a movie or a still (the one the tracks are of)",
+        "plate": widget(STRING, "the plate: plate.####.exr, a movie or a still (the one the tracks are of)"
+                        + INPUT_TIP,
                         default=""),
         "frames": widget(STRING, "frame range (empty: all)", default=""),
         "missing": widget(MISSING_POLICIES, "frames missing from the range", default="error"),
-        "output": widget(STRING, "output EXR pattern", default="output/facegraph/replace/replace.####.exr"),
+        "output": widget(STRING, "output EXR pattern" + OUTPUT_TIP, default="facegraph/replace/replace.####.exr"),
         "mode": widget(WRITE_MODES, "existing frames: error, overwrite, or resume (keep this graph's)",
                        default="error"),
         "pixel_type": widget(PIXEL_TYPES, "half or float EXR", default="half"),
@@ -64,10 +66,10 @@ class _ShotJob:
     @staticmethod
     def _inputs(reads: tuple[str, str], output: str, preview: str, optional: dict) -> dict:
         req = _plate_inputs()
-        req["output"] = widget(STRING, "output EXR pattern", default=output)
-        return {"required": {reads[0]: widget(STRING, reads[1], default=""), **req},
+        req["output"] = widget(STRING, "output EXR pattern" + OUTPUT_TIP, default=output)
+        return {"required": {reads[0]: widget(STRING, reads[1] + INPUT_TIP, default=""), **req},
                 "optional": {**optional, "preview_path": widget(STRING, "PNG of the before / after sheet "
-                                                                        "(empty: none)", default=preview)},
+                                                                        "(empty: none)" + OUTPUT_TIP, default=preview)},
                 "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"}}
 
 
@@ -83,7 +85,7 @@ class FaceReplace(_ShotJob):
     @classmethod
     def INPUT_TYPES(cls):
         return cls._inputs(("source", "the photo whose face goes onto the plate (largest face is used)"),
-                           "output/facegraph/replace/replace.####.exr", "output/facegraph/replace_before_after.png", {
+                           "facegraph/replace/replace.####.exr", "facegraph/replace_before_after.png", {
             "model": widget(MODEL_CHOICES, MODEL_TOOLTIP, default="mediapipe_canonical"),
             "texture_size": widget(INT, "UV texture size in texels", default=1024, min=64, max=8192, step=64),
             "colour_method": widget(("mkl", "meanstd", "histogram"), "colour match of the source to the plate",
@@ -97,21 +99,23 @@ class FaceReplace(_ShotJob):
                                      default=False)})
 
     def replace(self, source, tracks: ShotResult, plate, frames="", missing="error",
-                output="output/facegraph/replace/replace.####.exr", mode="error", pixel_type="half",
+                output="facegraph/replace/replace.####.exr", mode="error", pixel_type="half",
                 model="mediapipe_canonical", texture_size=1024, colour_method="mkl", colour_strength=1.0,
                 blend="poisson", guidance="log", feather_px=6.0, mouth_interior=False,
-                preview_path="output/facegraph/replace_before_after.png", prompt=None, unique_id=None):
+                preview_path="facegraph/replace_before_after.png", prompt=None, unique_id=None):
         from ..models.pipeline.synthesis import REPLACE_REGIONS, ReplaceOptions, face_replace
         from ..models.shot import AnalysisOptions, ShotAnalyser
 
         if not source.strip():
             raise InputError("no source photo given", hint="set 'source' to an image with a face")
-        px, _ = read_image(source.strip())
+        source = in_path(source)
+        output, preview_path = out_path(output), (out_path(preview_path) if preview_path.strip() else "")
+        px, _ = read_image(source)
         found = ShotAnalyser(AnalysisOptions()).analyse_frame(px, 0)
         if not found.faces:
             raise InputError("no face found in the source photo", file=source.strip(),
                              hint="use a photo with a clearly visible face")
-        src = open_source(plate.strip(), parse_frames(frames), missing=missing)
+        src = open_source(in_path(plate), parse_frames(frames), missing=missing)
         opts = ReplaceOptions(model=model, texture_size=int(texture_size), colour_method=colour_method,
                               colour_strength=float(colour_strength), blend=blend, guidance=guidance,
                               feather_px=float(feather_px),
@@ -132,8 +136,8 @@ class FacePaint(_ShotJob):
 
     @classmethod
     def INPUT_TYPES(cls):
-        return cls._inputs(("decal", "the UV-space decal (square image)"), "output/facegraph/paint/paint.####.exr",
-                           "output/facegraph/paint_before_after.png", {
+        return cls._inputs(("decal", "the UV-space decal (square image)"), "facegraph/paint/paint.####.exr",
+                           "facegraph/paint_before_after.png", {
                                "model": widget(MODEL_CHOICES, MODEL_TOOLTIP, default="mediapipe_canonical"),
                                "opacity": widget(FLOAT, "scales the decal's alpha", default=1.0, min=0.0, max=1.0,
                                                  step=0.05),
@@ -141,13 +145,14 @@ class FacePaint(_ShotJob):
                                                     max=200.0)})
 
     def paint(self, decal, tracks: ShotResult, plate, frames="", missing="error",
-              output="output/facegraph/paint/paint.####.exr", mode="error", pixel_type="half",
+              output="facegraph/paint/paint.####.exr", mode="error", pixel_type="half",
               model="mediapipe_canonical", opacity=1.0, feather_px=2.0,
-              preview_path="output/facegraph/paint_before_after.png", prompt=None, unique_id=None):
+              preview_path="facegraph/paint_before_after.png", prompt=None, unique_id=None):
         from ..models.pipeline.synthesis import PaintOptions, face_paint, read_decal
 
-        texture = read_decal(decal.strip())
-        src = open_source(plate.strip(), parse_frames(frames), missing=missing)
+        output, preview_path = out_path(output), (out_path(preview_path) if preview_path.strip() else "")
+        texture = read_decal(in_path(decal))
+        src = open_source(in_path(plate), parse_frames(frames), missing=missing)
         _check_prompt_inputs(prompt, unique_id, output)
         report = face_paint(texture, src, tracks, output.strip(),
                             options=PaintOptions(model=model, opacity=float(opacity), feather_px=float(feather_px)),
@@ -166,21 +171,22 @@ class PasteBackSequence(_ShotJob):
     @classmethod
     def INPUT_TYPES(cls):
         return cls._inputs(("crops", "the processed crop sequence, crop.####.exr"),
-                           "output/facegraph/unstabilised/plate.####.exr",
-                           "output/facegraph/unstabilise_before_after.png", {
+                           "facegraph/unstabilised/plate.####.exr",
+                           "facegraph/unstabilise_before_after.png", {
                                "feather_px": widget(FLOAT, "soft edge of the crop in crop pixels", default=16.0,
                                                     min=0.0, max=500.0),
                                "blend": widget(("over", "poisson"), "feathered over, or gradient-domain",
                                                default="over")})
 
     def paste(self, crops, tracks: ShotResult, plate, frames="", missing="error",
-              output="output/facegraph/unstabilised/plate.####.exr", mode="error", pixel_type="half",
-              feather_px=16.0, blend="over", preview_path="output/facegraph/unstabilise_before_after.png",
+              output="facegraph/unstabilised/plate.####.exr", mode="error", pixel_type="half",
+              feather_px=16.0, blend="over", preview_path="facegraph/unstabilise_before_after.png",
               prompt=None, unique_id=None):
         from ..models.pipeline.synthesis import unstabilise
 
-        crop_src = open_source(crops.strip(), missing="skip")
-        src = open_source(plate.strip(), parse_frames(frames), missing=missing)
+        output, preview_path = out_path(output), (out_path(preview_path) if preview_path.strip() else "")
+        crop_src = open_source(in_path(crops), missing="skip")
+        src = open_source(in_path(plate), parse_frames(frames), missing=missing)
         _check_prompt_inputs(prompt, unique_id, output)
         report = unstabilise(crop_src, src, tracks, output.strip(), feather_px=float(feather_px), mode=mode,
                              pixel_type=pixel_type, graph_hash=_hash(prompt), blend=blend)
@@ -205,10 +211,10 @@ class ExportFaceFit:
     def INPUT_TYPES(cls):
         return {"required": {
             "tracks": widget(TRACKS, "tracks of the plate (Analyse Shot / Import Tracking Data)"),
-            "plate": widget(STRING, "the plate the tracks are of", default=""),
+            "plate": widget(STRING, "the plate the tracks are of" + INPUT_TIP, default=""),
             "frames": widget(STRING, "frame range (empty: all)", default=""),
             "missing": widget(MISSING_POLICIES, "frames missing from the range", default="error"),
-            "folder": widget(STRING, "output folder", default="output/facegraph/face3d"),
+            "folder": widget(STRING, "output folder" + OUTPUT_TIP, default="facegraph/face3d"),
         }, "optional": {
             "model": widget(MODEL_CHOICES, MODEL_TOOLTIP, default="mediapipe_canonical"),
             "texture_size": widget(INT, "UV texture size", default=1024, min=64, max=8192, step=64),
@@ -221,12 +227,13 @@ class ExportFaceFit:
     def IS_CHANGED(cls, plate="", **inputs):
         return files_changed(plate, inputs)
 
-    def export(self, tracks: ShotResult, plate, frames="", missing="error", folder="output/facegraph/face3d",
+    def export(self, tracks: ShotResult, plate, frames="", missing="error", folder="facegraph/face3d",
                model="mediapipe_canonical", texture_size=1024, track_id=-1, overwrite=True):
         from ..models.pipeline.synthesis import export_face_fit
 
-        src = open_source(plate.strip(), parse_frames(frames), missing=missing)
-        doc = export_face_fit(src, tracks, folder.strip(), model=model, texture_size=int(texture_size),
+        src = open_source(in_path(plate), parse_frames(frames), missing=missing)
+        folder = out_path(folder)
+        doc = export_face_fit(src, tracks, folder, model=model, texture_size=int(texture_size),
                               track_id=int(track_id), overwrite=bool(overwrite))
         text = (f"{len(doc['frames'])} frame(s): fit.json, mesh/face.####.obj, texture.exr in {folder.strip()} "
                 f"({doc['model']}, licence {doc['licence']})")
@@ -236,9 +243,8 @@ class ExportFaceFit:
 
 
 def _check_prompt_inputs(prompt, unique_id, output: str) -> None:
-    """Refuse, before any work, an output pattern that names a file some loader of this prompt reads."""
-    from ..core.fsutil import check_disjoint
-    from ..core.fsutil import pattern_files
+    """Refuse, before any work, an output pattern (resolved) that names a file some node of this prompt reads."""
+    from ..core.fsutil import check_disjoint, pattern_files
 
     inputs = prompt_inputs(prompt, unique_id)
     if inputs:

@@ -16,6 +16,7 @@ from ..core.io.frames import SequenceInfo
 from ..core.io.images import write_display_png
 from ..core.io.sequence import MISSING_POLICIES, parse_frames
 from ..core.io.source import open_source
+from ..core.paths import INPUT_TIP, OUTPUT_TIP
 from ..core.preview import contact_sheet
 from ..core.refine import EYE_MODES
 from ..core.shot import ShotResult, SmoothOptions, exposure_gate, process_shot, read_export, scaled_alignment, write_export
@@ -23,7 +24,7 @@ from ..core.temporal import SMOOTH_METHODS
 from ..models.registry import registry
 from ..models.store import default_cache_dir
 from .io import files_changed
-from .types import (ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, MODEL, SEQUENCE, STRING, TRACKS,
+from .types import (in_path, out_path, ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, MODEL, SEQUENCE, STRING, TRACKS,
                     image_to_numpy, numpy_to_image, numpy_to_mask, widget)
 
 
@@ -89,7 +90,7 @@ class AnalyseShot:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "path": widget(STRING, "plate.####.exr, a movie, or a still", default=""),
+            "path": widget(STRING, "plate.####.exr, a movie, or a still" + INPUT_TIP, default=""),
             "frames": widget(STRING, "frame range (empty: all)", default=""),
             "missing": widget(MISSING_POLICIES, "frames missing from the range", default="error"),
             **_smooth_inputs(),
@@ -113,7 +114,7 @@ class AnalyseShot:
                 landmarks=None, recrop=1, eyes="auto", start_frame=1001, fps=24.0):
         from ..models.shot import AnalysisOptions, analyse_shot
 
-        src = open_source(path.strip(), parse_frames(frames), missing=missing, start_frame=start_frame)
+        src = open_source(in_path(path), parse_frames(frames), missing=missing, start_frame=start_frame)
         if src.fps is None:
             src.fps = fps
         opts = AnalysisOptions(
@@ -246,15 +247,16 @@ class ExportTracking:
     def INPUT_TYPES(cls):
         return {"required": {
             "tracks": widget(TRACKS, "tracks from Analyse Shot / Track Faces"),
-            "folder": widget(STRING, "output folder", default="output/tracking"),
+            "folder": widget(STRING, "output folder" + OUTPUT_TIP, default="facegraph/tracking"),
             "crop_size": widget(INT, "crop size the exported transforms are for", default=512, min=8,
                                 max=8192, step=8),
             "overwrite": widget(BOOLEAN, "replace an existing export", default=True),
         }}
 
-    def export(self, tracks: ShotResult, folder="output/tracking", crop_size=512, overwrite=True):
+    def export(self, tracks: ShotResult, folder="facegraph/tracking", crop_size=512, overwrite=True):
         from ..models.morphable import canonical_head
 
+        folder = out_path(folder)
         files = write_export(tracks, folder, crop_size=(crop_size, crop_size), overwrite=overwrite,
                              head=canonical_head())
         text = f"{len(files)} files in {folder}: {len(tracks.tracks)} track(s) over {len(tracks.frames)} frame(s)"
@@ -272,14 +274,15 @@ class ImportTracking:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {"path": widget(STRING, "tracking.json or its folder", default="output/tracking")}}
+        return {"required": {"path": widget(STRING, "tracking.json or its folder" + INPUT_TIP,
+                                            default="facegraph/tracking [output]")}}
 
     @classmethod
     def IS_CHANGED(cls, path, **inputs):
         return files_changed(path, inputs)
 
     def load(self, path):
-        result = read_export(path.strip())
+        result = read_export(in_path(path))
         return (result.frames, result)
 
 
@@ -296,13 +299,15 @@ class SaveContactSheet:
     def INPUT_TYPES(cls):
         return {"required": {
             "previews": widget(IMAGE, "display-referred pictures in [0, 1]"),
-            "path": widget(STRING, "PNG to write (replaced if it exists)", default="output/contact_sheet.png"),
+            "path": widget(STRING, "PNG to write (replaced if it exists)" + OUTPUT_TIP,
+                           default="facegraph/contact_sheet.png"),
             "count": widget(INT, "how many frames, evenly spaced", default=8, min=1, max=64),
             "columns": widget(INT, "tiles per row", default=4, min=1, max=16),
             "tile_width": widget(INT, "tile width in pixels", default=320, min=32, max=2048),
         }, "optional": {"sequence": widget(SEQUENCE, "frame numbers for the labels")}}
 
-    def save(self, previews, path="output/contact_sheet.png", count=8, columns=4, tile_width=320, sequence=None):
+    def save(self, previews, path="facegraph/contact_sheet.png", count=8, columns=4, tile_width=320, sequence=None):
+        path = out_path(path)
         frames = image_to_numpy(previews)
         picks = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
         tiles = [(np.clip(frames[i, ..., :3], 0, 1) * 255 + 0.5).astype(np.uint8) for i in picks]

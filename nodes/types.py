@@ -30,6 +30,20 @@ COLOUR_TRANSFER = "FACEGRAPH_COLOUR_TRANSFER"  # core.colour_match.ColourTransfe
 CATEGORY = "facegraph"
 
 
+def in_path(text: str) -> str:
+    """A path a node reads, resolved against the host's input folder (core/paths.py)."""
+    from ..core.paths import resolve
+
+    return resolve(str(text or ""), "input")
+
+
+def out_path(text: str) -> str:
+    """A path a node writes, resolved against the host's output folder (core/paths.py)."""
+    from ..core.paths import resolve
+
+    return resolve(str(text or ""), "output")
+
+
 def widget(kind: str, tooltip: str, **options: Any) -> tuple:
     """An input spec ``(TYPE, {options, tooltip})``; ``kind`` may be a type name or a list of combo choices."""
     opts = dict(options)

@@ -158,13 +158,18 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a graph (ComfyUI API format, JSON or YAML) headless")
     p.add_argument("graph")
     p.add_argument("--set", action="append", metavar="NAME=VALUE", help="template parameter (repeatable)")
+    p.add_argument("--input-dir", default="", help="where relative paths that nodes read go (default: here)")
+    p.add_argument("--output-dir", default="", help="where relative paths that nodes write go (default: here)")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from .runner import parse_assignments, run_file
 
-    result = run_file(args.graph, parse_assignments(args.set))
+    from ..core.paths import folders
+
+    with folders(input=args.input_dir or None, output=args.output_dir or None):
+        result = run_file(args.graph, parse_assignments(args.set))
     for nid, ui in result.ui.items():
         if ui:
             log.info("node %s: %s", nid, ui)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 
-from ...core import progress
+from ...core import paths, progress
 from ...models import devices
 from ...models.store import default_store
 from ...nodes import DISPLAY_NAMES, NODE_CLASSES
@@ -95,6 +95,16 @@ def _ui_folder(kind: str) -> str | None:
     return folder_paths.get_temp_directory() if kind == "temp" else folder_paths.get_output_directory()
 
 
+def _host_folders(kind: str) -> str | None:
+    """ComfyUI's input / output / temp folder for relative node paths (core/paths.py)."""
+    try:
+        import folder_paths
+    except ImportError:
+        return None
+    return {"input": folder_paths.get_input_directory, "output": folder_paths.get_output_directory,
+            "temp": folder_paths.get_temp_directory}[kind]()
+
+
 def _host_device() -> str:
     import comfy.model_management
 
@@ -121,6 +131,7 @@ def install_bridges() -> bool:
     devices.host_device_provider = _host_device
     progress.set_fallback(ComfyReporter())
     progress.set_ui_folder(_ui_folder)
+    paths.set_host_folders(_host_folders)
     return True
 
 
