@@ -10,17 +10,22 @@ from torch import nn
 
 from ..core.errors import ModelError
 
+#: where the weight layers come from: torch.nn headless. Inside ComfyUI its model management can hand in
+#: comfy.ops (manual_cast, for VRAM management and dtype casting) through ``ops=`` (issue 11's bridge); the
+#: layers are built through this namespace, never named directly, so that switch is one argument.
+DEFAULT_OPS = nn
+
 #: (block name, stride) in order; the channel counts come from the weights
 BLOCKS = (("dw2_1", 1), ("dw2_2", 2), ("dw3_1", 1), ("dw3_2", 2), ("dw4_1", 1), ("dw4_2", 2), ("dw5_1", 1),
           ("dw5_2", 1), ("dw5_3", 1), ("dw5_4", 1), ("dw5_5", 1), ("dw5_6", 2), ("dw6", 1))
 
 
 class DepthWiseBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, ops=DEFAULT_OPS) -> None:
         super().__init__()
-        self.conv_dw = nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False)
+        self.conv_dw = ops.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False)
         self.bn_dw = nn.BatchNorm2d(cin)
-        self.conv_sep = nn.Conv2d(cin, cout, 1, 1, 0, bias=False)
+        self.conv_sep = ops.Conv2d(cin, cout, 1, 1, 0, bias=False)
         self.bn_sep = nn.BatchNorm2d(cout)
 
     def forward(self, x):
@@ -29,15 +34,15 @@ class DepthWiseBlock(nn.Module):
 
 
 class MobileNetV1(nn.Module):
-    def __init__(self, widths: list[int], n_params: int = 62, n_landmarks: int = 136) -> None:
+    def __init__(self, widths: list[int], n_params: int = 62, n_landmarks: int = 136, ops=DEFAULT_OPS) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, widths[0], 3, 2, 1, bias=False)
+        self.conv1 = ops.Conv2d(3, widths[0], 3, 2, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         for (name, stride), cin, cout in zip(BLOCKS, widths[:-1], widths[1:]):
-            setattr(self, name, DepthWiseBlock(cin, cout, stride))
+            setattr(self, name, DepthWiseBlock(cin, cout, stride, ops))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc_param = nn.Linear(widths[-1], n_params)
-        self.fc_lm = nn.Linear(widths[-1], n_landmarks) if n_landmarks else None
+        self.fc_param = ops.Linear(widths[-1], n_params)
+        self.fc_lm = ops.Linear(widths[-1], n_landmarks) if n_landmarks else None
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "MobileNetV1":

@@ -165,8 +165,9 @@ def test_convert_ocio_needs_cpu_tensor_and_returns_tensor():
     assert isinstance(out, torch.Tensor) and out.shape == t.shape
     assert np.allclose(out.numpy(), convert_colourspace(t.numpy(), "ACEScg", "linear"))
     if torch.cuda.is_available():
+        gpu = torch.device("cuda", 0)
         with pytest.raises(InputError, match="cpu"):
-            convert_colourspace(t.cuda(), "ACEScg", "linear")
+            convert_colourspace(t.to(gpu), "ACEScg", "linear")
 
 
 def test_reinterpret_decoded_recovers_file_values_and_keeps_alpha():
