@@ -30,10 +30,25 @@ PREVIEW_COUNT = 16  # pictures a preview node shows by default: a glance, not a 
 ROTATION_CHOICES = {"none": (), "90 and 270": (90, 270), "all": (90, 180, 270)}
 
 
-def _views(images, exposure: str = "auto_frame", stops: float = 0.0) -> list[np.ndarray]:
+#: frames per model batch in the per-frame nodes: progress and interruption between batches (ComfyUI's bar moves
+#: and stop works within a batch's time) while the models still see batches
+CHUNK = 8
+
+
+def _in_chunks(label: str, images, exposure: str, stops: float, run) -> list:
+    """``run(views, s)`` over the frames in batches of CHUNK (``s`` the batch's slice of the frame list), with
+    one progress step per frame and an interruption check before each batch; views are made per batch, so
+    only CHUNK network views exist at a time."""
     frames = image_to_numpy(images)
     opts = ViewOptions(exposure=exposure, stops=stops)
-    return [network_view(f[..., :3], options=opts) for f in frames]
+    out: list = []
+    with progress.task(len(frames), label) as bar:
+        for i in range(0, len(frames), CHUNK):
+            bar.check_interrupt()
+            s = slice(i, min(len(frames), i + CHUNK))
+            out += run([network_view(f[..., :3], options=opts) for f in frames[s]], s)
+            bar.advance(s.stop - s.start)
+    return out
 
 
 def _frame_numbers(n: int, sequence) -> list[int]:
@@ -147,11 +162,13 @@ class DetectFaces:
 
     def detect(self, images, score_threshold=0.6, max_faces=0, min_size=0, detector=None, input_size=0, tile=0,
                rotations="none", iou_threshold=0.4, sequence=None, exposure="auto_frame", stops=0.0):
-        views = _views(images, exposure, stops)
         opts = DetectOptions(score_threshold=score_threshold, iou_threshold=iou_threshold, max_faces=max_faces,
                              min_size=min_size, input_size=input_size, tile=tile,
                              rotations=ROTATION_CHOICES[rotations])
-        return (detect_frames(_handle(detector, "detect").get(), views, _frame_numbers(len(views), sequence), opts),)
+        model = _handle(detector, "detect").get()
+        numbers = _frame_numbers(len(image_to_numpy(images)), sequence)
+        return (_in_chunks("detect faces", images, exposure, stops,
+                           lambda views, s: detect_frames(model, views, numbers[s], opts)),)
 
 
 # ----------------------------------------------------------------------------------------- landmarks
@@ -177,9 +194,10 @@ class FaceLandmarks:
         }}
 
     def landmarks(self, images, faces, recrop=1, model=None, exposure="auto_frame", stops=0.0):
-        views = _views(images, exposure, stops)
-        return (landmark_frames(_handle(model, "landmarks").get(), views, _check_faces(faces, len(views)),
-                                recrop=recrop),)
+        m = _handle(model, "landmarks").get()
+        faces = _check_faces(faces, len(image_to_numpy(images)))
+        return (_in_chunks("face landmarks", images, exposure, stops,
+                           lambda views, s: landmark_frames(m, views, faces[s], recrop=recrop)),)
 
 
 class RefineLandmarks:
@@ -210,16 +228,16 @@ class RefineLandmarks:
 
     def refine(self, images, faces, recrop=1, eyes="auto", mesh_model=None, eye_model=None, min_eye_openness=0.1,
                exposure="auto_frame", stops=0.0):
-        views = _views(images, exposure, stops)
-        faces = _check_faces(faces, len(views))
+        faces = _check_faces(faces, len(image_to_numpy(images)))
         if mesh_model is None:
             used = next((n.split("=", 1)[1] for ff in faces for f in ff.faces for n in reversed(f.notes)
                          if n.startswith("landmarks=")), None)
             mesh_model = ModelHandle(used) if used and registry().get(used).family == "mediapipe_mesh" else \
                 ModelHandle(registry().default("landmarks").id)
         opts = RefineOptions(recrop=recrop, eyes=eyes, min_eye_openness=min_eye_openness)
-        return (refine_frames(views, faces, mesh=mesh_model.get(), iris=_handle(eye_model, "refine").get(),
-                              options=opts),)
+        mesh, iris = mesh_model.get(), _handle(eye_model, "refine").get()
+        return (_in_chunks("refine landmarks", images, exposure, stops,
+                           lambda views, s: refine_frames(views, faces[s], mesh=mesh, iris=iris, options=opts)),)
 
 
 class FuseLandmarks:

@@ -256,3 +256,19 @@ def test_load_model_warns_when_it_builds_a_restricted_model(monkeypatch, caplog)
         loader.load_model("scrfd_500m", device="cpu", threads=2, store=Store(), cache=cache)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "scrfd_500m" in warnings[0].getMessage()
+
+
+@pytest.mark.shared
+def test_detect_faces_reports_per_frame_in_model_batches_and_stops(comfy, mirror):
+    from facegraph.nodes.analysis import CHUNK, DetectFaces
+
+    n = 2 * CHUNK + 3
+    (faces,) = DetectFaces().detect(_images(n))
+    assert len(faces) == n
+    bar = comfy.bars[-1]
+    # one step per frame, a batch at a time (the detector's own nested task moves the bar within a batch)
+    assert bar.total == n and bar.values == sorted(bar.values) and {CHUNK, 2 * CHUNK, n} <= set(bar.values)
+    comfy.state.update(interrupt_after=2, checks=0)
+    with pytest.raises(comfy.Interrupted):
+        DetectFaces().detect(_images(n))
+    assert comfy.bars[-1].values[-1] < n  # stopped within the shot, not after it
