@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..core import progress
 from ..core.blend import GUIDANCES, PASTE_MODES, PasteOptions, PoissonOptions, paste_back, poisson_blend
 from ..core.colour_match import (METHODS, SPACES, ColourTransfer, apply_colour_transfer, colour_stats,
                                  fit_colour_transfer, frame_colour_stats, region_stats_difference)
@@ -227,8 +228,16 @@ class PoissonBlend:
         if is_empty(m):
             return with_notes((image_out(tgt),), ["mask is empty: the target is passed through unchanged"])
         notes = [f"frame {b}: empty mask, passed through" for b in range(m.shape[0]) if not bool((m[b] > 0).any())]
-        out = poisson_blend(src.expand(tgt.shape[0], -1, -1, -1), tgt, m,
-                            options=PoissonOptions(guidance=guidance, margin_px=int(margin)))
+        opts = PoissonOptions(guidance=guidance, margin_px=int(margin))
+        src = src.expand(tgt.shape[0], -1, -1, -1)
+        parts = []
+        with progress.task(tgt.shape[0], "poisson blend") as bar:  # per frame: progress and interruption
+            for b in range(tgt.shape[0]):
+                bar.check_interrupt()
+                mb = m[b:b + 1] if m.shape[0] > 1 else m
+                parts.append(poisson_blend(src[b:b + 1], tgt[b:b + 1], mb, options=opts))
+                bar.advance()
+        out = torch.cat(parts, 0)
         return with_notes((image_out(out),), notes, f"{guidance} guidance, {tgt.shape[0]} frame(s)")
 
 
@@ -312,8 +321,20 @@ class PasteBack:
             notes.append(f"frames have {fr.shape[1]} channels, crops {cr.shape[1]}: the first {c} are pasted")
         mats = torch.from_numpy(np.stack([alignments[k].frame_from_crop for k in keep]))
         opts = PasteOptions(mode=mode, feather_px=float(feather_px), poisson=PoissonOptions(guidance=guidance))
-        pasted = paste_back(fr[:, :c], cr[keep, :c], mats, m[keep],
-                            torch.tensor([idx[k] for k in keep], dtype=torch.long), options=opts)
+        frame_of = torch.tensor([idx[k] for k in keep], dtype=torch.long)
+        parts = []
+        with progress.task(fr.shape[0], "paste back") as bar:  # per frame: progress and interruption
+            for b in range(fr.shape[0]):
+                bar.check_interrupt()
+                sel = torch.nonzero(frame_of == b).flatten()
+                if len(sel) == 0:
+                    parts.append(fr[b:b + 1, :c].clone())
+                else:
+                    ks = [keep[int(j)] for j in sel]
+                    parts.append(paste_back(fr[b:b + 1, :c], cr[ks, :c], mats[sel], m[ks],
+                                            torch.zeros(len(ks), dtype=torch.long), options=opts))
+                bar.advance()
+        pasted = torch.cat(parts, 0)
         out = pasted if c == fr.shape[1] else torch.cat([pasted, fr[:, c:]], dim=1)
         untouched = fr.shape[0] - len({idx[k] for k in keep})
         return with_notes((image_out(out),), notes, f"{len(keep)} crop(s) pasted ({mode}) into "
