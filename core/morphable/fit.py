@@ -927,3 +927,33 @@ def ibug68_from_fit(model: MorphableModel, result: FitResult, convention: Conven
     screen = np.zeros((model.n_vertices, 3))
     screen[needed] = result.pose.project(shape[needed])
     return _contour.march_jaw(model, screen, result.rotation, pts)
+
+
+def init_from_camera(model: MorphableModel, identity: np.ndarray, expression: np.ndarray,
+                     camera: np.ndarray, scheme: str = "ibug68") -> FitResult:
+    """A starting :class:`FitResult` from a regressor's estimate (3DDFA_V2's 62 parameters, stored on a face
+    as MorphableParams of bfm_3ddfa: N(0, 1) coefficients and a 3x4 scaled-orthographic camera, model ->
+    frame pixels). Pass it as ``init`` to :func:`fit`, which then runs only ``warm_iterations``.
+
+    The camera's first two rows are s R[:2] | t: s is their mean norm, R the nearest rotation completed by
+    the cross product (core.pose.rotation_from_scaled). Raises EstimationError for a degenerate camera."""
+    from ..pose import rotation_from_scaled
+
+    cam = np.asarray(camera, np.float64)
+    if cam.shape != (3, 4) or not np.isfinite(cam).all():
+        raise EstimationError(f"a starting camera must be a finite 3x4 matrix, got {cam.shape}")
+    norms = np.linalg.norm(cam[:2, :3], axis=1)
+    if not (norms > 1e-12).all():
+        raise EstimationError("the starting camera is degenerate (zero scale)")
+    r = rotation_from_scaled(cam[:2, :3])
+    ident = np.asarray(identity, np.float64).reshape(-1)
+    expr = np.asarray(expression, np.float64).reshape(-1)
+    if ident.shape != (model.n_identity,) or expr.shape != (model.n_expression,):
+        raise EstimationError(f"starting coefficients {ident.shape} / {expr.shape} do not fit {model.name} "
+                              f"({model.n_identity} / {model.n_expression})")
+    k = len(model.landmarks.get(scheme, ()))
+    return FitResult(model=model.name, identity=ident, expression=expr, rotation=r,
+                     translation=np.array([cam[0, 3], cam[1, 3], 0.0]), scale=float(norms.mean()),
+                     camera_kind="orthographic", focal=None, principal=None, rms=float("nan"),
+                     residuals=np.full(k, np.nan), correspondences=np.full(k, -1), iterations=0, converged=False,
+                     scheme=scheme, notes=("init=regressor",))

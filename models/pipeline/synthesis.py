@@ -102,7 +102,16 @@ def face_vertices(face: Face, mesh: FaceMesh, frame_size: tuple[int, int],
     if scheme is None:
         raise EstimationError(f"model {m.name} has no correspondences for landmark scheme {lm.scheme!r}")
     opts = fit_options or FitOptions(scheme=scheme)
-    res = fit(m, np.asarray(lm.points[:, :2], np.float64), options=opts, frame_size=frame_size)
+    init = None
+    mp = face.morphable
+    if mp is not None and mp.model == m.name and mp.camera is not None:  # 3DDFA_V2's regression: warm start
+        from ...core.morphable.fit import init_from_camera
+
+        try:
+            init = init_from_camera(m, mp.shape, mp.expression, mp.camera, scheme)
+        except EstimationError:
+            init = None
+    res = fit(m, np.asarray(lm.points[:, :2], np.float64), options=opts, init=init, frame_size=frame_size)
     return np.asarray(vertices_frame(m, res), np.float32)
 
 

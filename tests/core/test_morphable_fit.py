@@ -338,3 +338,19 @@ def test_bounded_least_squares_matches_a_general_solver():
                        bounds=list(zip(lo, hi)), method="L-BFGS-B", options=dict(ftol=1e-15, gtol=1e-12))
         assert (x >= lo).all() and (x <= hi).all()
         assert 0.5 * x @ h @ x - b @ x <= ref.fun + 1e-9
+
+
+def test_init_from_a_regressors_camera(model, coeffs):
+    """3DDFA_V2-style start: coefficients and a 3x4 scaled-orthographic camera become a FitResult whose
+    camera is the same map, and a warm fit from it converges in the warm iterations."""
+    from facegraph.core.morphable.fit import init_from_camera
+
+    t = truth(model, *coeffs, angles=(20.0, -5.0, 8.0))
+    init = init_from_camera(model, t.identity, t.expression, t.camera)
+    assert np.allclose(init.camera, t.camera, atol=1e-9)
+    noisy = init_from_camera(model, t.identity * 0.8, t.expression * 0.8,
+                             t.camera + np.r_[np.full((2, 4), 0.01), np.zeros((1, 4))])
+    r = fit(model, ibug68_from_fit(model, t, "ibug68_3d"), options=EXACT, init=noisy)
+    assert r.iterations <= EXACT.warm_iterations and r.rms < 0.5
+    with pytest.raises(EstimationError):
+        init_from_camera(model, t.identity, t.expression, np.zeros((3, 4)))

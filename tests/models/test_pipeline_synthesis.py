@@ -152,3 +152,26 @@ def test_face_replace_refuses_a_source_without_a_face(plate, tmp_path):
             "3.output": str(tmp_path / "r" / "r.####.exr"), "4.plate": pattern, "4.folder": str(tmp_path / "f")})
     assert "node=3" in str(e.value)
     assert not (tmp_path / "r").exists()  # nothing half-written
+
+
+def test_bfm_fit_starts_from_3ddfa_regression(data):
+    """Where 3DDFA_V2 is the landmark model, its regressed parameters (stored as the BFM's N(0,1)
+    coefficients and a frame camera) start the BFM fit: the warm fit is as good as a cold one in <= 3
+    iterations."""
+    from facegraph.core.morphable.fit import FitOptions, fit, init_from_camera
+    from facegraph.models.morphable import load_morphable_model
+    from facegraph.models.pipeline.synthesis import FaceMesh, face_vertices, largest_face
+    from facegraph.models.shot import AnalysisOptions, ShotAnalyser
+
+    px, _ = read_image(data / "stills" / "s0.jpg")
+    face = largest_face(ShotAnalyser(AnalysisOptions(landmarks="tddfa_v2_mb05", eyes="off")).analyse_frame(px, 0))
+    assert face.morphable is not None and face.morphable.model == "bfm_3ddfa" and face.landmarks.scheme == "ibug68"
+    m = load_morphable_model("bfm_3ddfa")
+    pts = np.asarray(face.landmarks.points[:, :2], np.float64)
+    opts = FitOptions(scheme="ibug68", use_contour=False)
+    cold = fit(m, pts, options=opts)
+    init = init_from_camera(m, face.morphable.shape, face.morphable.expression, face.morphable.camera)
+    warm = fit(m, pts, options=opts, init=init)
+    assert warm.iterations <= opts.warm_iterations and warm.rms < 1.5 * cold.rms + 0.5, (warm.rms, cold.rms)
+    v = face_vertices(face, FaceMesh.of("bfm_3ddfa"), (px.shape[1], px.shape[0]))
+    assert v.shape == (m.n_vertices, 3) and np.isfinite(v).all()
