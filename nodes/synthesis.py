@@ -67,9 +67,13 @@ class _ShotJob:
     def _inputs(reads: tuple[str, str], output: str, preview: str, optional: dict) -> dict:
         req = _plate_inputs()
         req["output"] = widget(STRING, "output EXR pattern" + OUTPUT_TIP, default=output)
+        track = {"track_id": widget(INT, "which track (-1: the one seen in most frames); chain jobs for more "
+                                         "faces", default=-1, min=-1, max=1 << 16)}
         return {"required": {reads[0]: widget(STRING, reads[1] + INPUT_TIP, default=""), **req},
+                # new inputs go last: the editor stores widget values by position
                 "optional": {**optional, "preview_path": widget(STRING, "PNG of the before / after sheet "
-                                                                        "(empty: none)" + OUTPUT_TIP, default=preview)},
+                                                                    "(empty: none)" + OUTPUT_TIP, default=preview),
+                             **track},
                 "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"}}
 
 
@@ -102,7 +106,7 @@ class FaceReplace(_ShotJob):
                 output="facegraph/replace/replace.####.exr", mode="error", pixel_type="half",
                 model="mediapipe_canonical", texture_size=1024, colour_method="mkl", colour_strength=1.0,
                 blend="poisson", guidance="log", feather_px=6.0, mouth_interior=False,
-                preview_path="facegraph/replace_before_after.png", prompt=None, unique_id=None):
+                preview_path="facegraph/replace_before_after.png", track_id=-1, prompt=None, unique_id=None):
         from ..models.pipeline.synthesis import REPLACE_REGIONS, ReplaceOptions, face_replace
         from ..models.shot import AnalysisOptions, ShotAnalyser
 
@@ -122,7 +126,7 @@ class FaceReplace(_ShotJob):
                               regions=REPLACE_REGIONS + (("mouth_interior",) if mouth_interior else ()))
         _check_prompt_inputs(prompt, unique_id, output)
         report = face_replace(px, found, src, tracks, output.strip(), options=opts, mode=mode,
-                              pixel_type=pixel_type, graph_hash=_hash(prompt))
+                              pixel_type=pixel_type, graph_hash=_hash(prompt), track_id=int(track_id))
         text, image = _result(report, preview_path)
         return {"ui": {"text": [text]}, "result": (output.strip(), image, text)}
 
@@ -147,7 +151,7 @@ class FacePaint(_ShotJob):
     def paint(self, decal, tracks: ShotResult, plate, frames="", missing="error",
               output="facegraph/paint/paint.####.exr", mode="error", pixel_type="half",
               model="mediapipe_canonical", opacity=1.0, feather_px=2.0,
-              preview_path="facegraph/paint_before_after.png", prompt=None, unique_id=None):
+              preview_path="facegraph/paint_before_after.png", track_id=-1, prompt=None, unique_id=None):
         from ..models.pipeline.synthesis import PaintOptions, face_paint, read_decal
 
         output, preview_path = out_path(output), (out_path(preview_path) if preview_path.strip() else "")
@@ -156,7 +160,7 @@ class FacePaint(_ShotJob):
         _check_prompt_inputs(prompt, unique_id, output)
         report = face_paint(texture, src, tracks, output.strip(),
                             options=PaintOptions(model=model, opacity=float(opacity), feather_px=float(feather_px)),
-                            mode=mode, pixel_type=pixel_type, graph_hash=_hash(prompt))
+                            mode=mode, pixel_type=pixel_type, graph_hash=_hash(prompt), track_id=int(track_id))
         text, image = _result(report, preview_path)
         return {"ui": {"text": [text]}, "result": (output.strip(), image, text)}
 
@@ -181,7 +185,7 @@ class PasteBackSequence(_ShotJob):
     def paste(self, crops, tracks: ShotResult, plate, frames="", missing="error",
               output="facegraph/unstabilised/plate.####.exr", mode="error", pixel_type="half",
               feather_px=16.0, blend="over", preview_path="facegraph/unstabilise_before_after.png",
-              prompt=None, unique_id=None):
+              track_id=-1, prompt=None, unique_id=None):
         from ..models.pipeline.synthesis import unstabilise
 
         output, preview_path = out_path(output), (out_path(preview_path) if preview_path.strip() else "")
@@ -189,7 +193,7 @@ class PasteBackSequence(_ShotJob):
         src = open_source(in_path(plate), parse_frames(frames), missing=missing)
         _check_prompt_inputs(prompt, unique_id, output)
         report = unstabilise(crop_src, src, tracks, output.strip(), feather_px=float(feather_px), mode=mode,
-                             pixel_type=pixel_type, graph_hash=_hash(prompt), blend=blend)
+                             pixel_type=pixel_type, graph_hash=_hash(prompt), blend=blend, track_id=int(track_id))
         text, image = _result(report, preview_path)
         return {"ui": {"text": [text]}, "result": (output.strip(), image, text)}
 
