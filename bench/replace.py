@@ -134,7 +134,7 @@ def uv_round_trip(names: tuple[str, ...] = ("s0.jpg", "s1.jpg", "d8.jpg", "emma.
     from facegraph.core.io.images import read_image
     from facegraph.core.render.raster import rasterise
     from facegraph.core.render.uv import render_uv_texture
-    from facegraph.models.pipeline.synthesis import FaceMesh, _to_tensor, face_vertices, largest_face, \
+    from facegraph.models.pipeline.synthesis import FaceMesh, face_vertices, largest_face, \
         texture_from_frame
     from facegraph.models.shot import AnalysisOptions, ShotAnalyser
 

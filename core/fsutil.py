@@ -3,7 +3,7 @@
 - :func:`temp_beside` makes the temp file a writer fills before renaming it over its target. Its mode follows
   the process umask, as a plain ``open()`` would (``mkstemp`` alone gives 0600, so other artists and farm
   users could not read the results). Temp names are ``.<name>.<random>.tmp<ext>``: hidden, recognisable
-  (:func:`stale_temps`), never matched by a frame pattern.
+  (SequenceWriter removes those a killed writer left), never matched by a frame pattern.
 - :func:`atomic_write` writes small outputs (exports, caches, pins): temp file + rename, so readers never see
   half a file and a killed writer leaves only a temp file behind.
 - The *input guard*: inside a job (:func:`job`: a CLI command, a headless graph run), every reader in the
@@ -85,18 +85,6 @@ def temp_beside(path: str | os.PathLike, suffix: str = "") -> str:
     return tmp
 
 
-def stale_temps(path: str | os.PathLike) -> list[str]:
-    """Temp files that a writer of ``path`` (a concrete file name) left behind."""
-    path = os.fspath(path)
-    directory = os.path.dirname(path) or "."
-    prefix = "." + os.path.basename(path) + "."
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    return [os.path.join(directory, n) for n in names if n.startswith(prefix) and ".tmp" in n[len(prefix):]]
-
-
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` atomically (parents created); raises ImageIOError naming the file."""
     path = Path(path)
@@ -162,16 +150,6 @@ def refuse_input(path: str | os.PathLike, frame: int | None = None) -> None:
                            hint="facegraph never replaces a file it read as input; choose another output path")
 
 
-def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """Whether two paths name the same file (real path, or inode when both exist)."""
-    if _real(a) == _real(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def check_disjoint(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike], *,
                    what: str = "output") -> None:
     """Raise ImageIOError when any planned output file is one of the planned input files (before any work).
@@ -235,13 +213,7 @@ class OutputFolder:
         for rel in self.planned:
             pat = SequencePattern.parse(str(self.root / rel))
             planned_files += [pat.head] if pat.is_still else [pat.path(f) for f in pat.scan()]
-        check_disjoint(planned_files, inputs, what="output folder")
-        for inp in inputs:  # an input inside a planned sequence's folder would be read while we write there
-            for rel in self.planned:
-                pat = SequencePattern.parse(str(self.root / rel))
-                if not pat.is_still and _matches(pat, inp):
-                    raise ImageIOError(f"the input {inp} is part of the output sequence {pat.display()}",
-                                       file=str(self.root), hint="choose another --out folder")
+        check_disjoint(planned_files, inputs, what="output folder")  # inputs exist, so scan() lists them
         removed: list[str] = []
         try:
             entries = [e for e in os.listdir(self.root) if e != MANIFEST] if self.root.is_dir() else []
@@ -298,16 +270,6 @@ def _inside(path: Path, root: Path) -> bool:
     except ValueError:
         return False
 
-
-def _matches(pattern, path: str) -> bool:
-    real = _real(path)
-    head = _real(pattern.head) if os.path.dirname(pattern.head) else pattern.head
-    d, name = os.path.split(real)
-    if d != os.path.dirname(head):
-        return False
-    prefix = os.path.basename(head)
-    return name.startswith(prefix) and name.endswith(pattern.tail) and \
-        name[len(prefix):len(name) - len(pattern.tail)].lstrip("-").isdigit()
 
 
 # ------------------------------------------------------------------------------------------ fingerprints

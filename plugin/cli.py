@@ -304,9 +304,6 @@ def add_landmarks(sub: argparse._SubParsersAction) -> None:
 
 
 def _landmarks(args: argparse.Namespace) -> int:
-    import csv
-    import os
-
     from ..core.detection import DetectOptions
     from ..models.loader import load_model
     from .evaluate import Predictor, view_of

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ...core import progress
-from ...core.blend import PoissonOptions, feather_mask, paste_back, poisson_blend
+from ...core.blend import PoissonOptions, paste_back, poisson_blend
 from ...core.colour_match import apply_colour_transfer, colour_stats, fit_colour_transfer
 from ...core.errors import EstimationError, ImageIOError, InputError
 from ...core.io.frames import SequenceWriter

@@ -473,7 +473,6 @@ def _stale_removed(tmp):
 @case("analyse-overwrite-removes-previous-run-only", code=0, marks=(pytest.mark.shared,))
 @then(_stale_removed)
 def _(tmp):
-    import cv2
 
     (tmp / "in").mkdir()
     shutil.copy(ROOT.parent / "shared" / "data" / "stills" / "s0.jpg", tmp / "in" / "face.jpg")
