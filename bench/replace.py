@@ -15,7 +15,6 @@ frame for each stage, on this CPU with torch at 2 threads.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -84,8 +83,7 @@ def flicker(clip: str, n: int, work: Path) -> list[list[str]]:
             # per-frame fit: run each frame as its own one-frame shot so its transfer is fitted on it alone
             outs = work / "perframe" / "r.####.exr"
             for f in plate.frames:
-                sub = dataclasses.replace(plate, frames=(f,))
-                face_replace(src, sf, sub, result, str(outs), options=opts, mode="overwrite", preview_frames=0)
+                face_replace(src, sf, plate.subset([f]), result, str(outs), options=opts, mode="overwrite", preview_frames=0)
             pattern = str(outs)
         else:
             pattern = str(work / "shot" / "r.####.exr")

@@ -91,11 +91,7 @@ class ShotAnalyser:
             if hit is None:
                 todo.append(number)
         if todo:
-            sub = dataclasses.replace(source, frames=tuple(todo))
-            if source._plan is not None:  # keep the missing-frame policy's sources for the subset
-                keep = [i for i, f in enumerate(source._plan.frames) if f in set(todo)]
-                sub._plan = dataclasses.replace(source._plan, frames=tuple(source._plan.frames[i] for i in keep),
-                                                sources=tuple(source._plan.sources[i] for i in keep))
+            sub = source.subset(todo)
             pos = {f: i for i, f in enumerate(source.frames)}
             with progress.task(len(todo), "analyse frames") as bar:
                 for frame in sub.frames_iter():

@@ -39,6 +39,17 @@ class Source:
     _pattern: SequencePattern | None = None
     _read: dict = dataclasses.field(default_factory=dict)
 
+    def subset(self, frames) -> "Source":
+        """The same read restricted to ``frames`` (kept in this source's order), the missing-frame policy's
+        choice of source file kept for each."""
+        want = set(frames)
+        sub = dataclasses.replace(self, frames=tuple(f for f in self.frames if f in want))
+        if self._plan is not None:
+            keep = [i for i, f in enumerate(self._plan.frames) if f in want]
+            sub._plan = dataclasses.replace(self._plan, frames=tuple(self._plan.frames[i] for i in keep),
+                                            sources=tuple(self._plan.sources[i] for i in keep))
+        return sub
+
     def input_files(self) -> list[str]:
         """Every file this source reads (the planned frames' files), for the output guard."""
         if self.kind in ("movie", "still"):

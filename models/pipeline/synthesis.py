@@ -127,13 +127,19 @@ def _to_numpy(t: torch.Tensor) -> np.ndarray:
 
 def _frame_vertices(face: Face, mesh: FaceMesh, frame, size: tuple[int, int]) -> torch.Tensor:
     """(1, V, 3) vertices in the frame *array's* pixels (data window), on the mesh's device."""
+
+    return _in_array(face_vertices(face, mesh, size), frame, mesh.device)
+
+
+def _in_array(verts: np.ndarray, frame, device: torch.device) -> torch.Tensor:
+    """(V, 3) display-window vertices -> (1, V, 3) in the frame array's (data window's) pixels, on ``device``."""
     from ..shot import window_offset
 
-    v = face_vertices(face, mesh, size).copy()
+    v = torch.tensor(verts, dtype=torch.float32, device=device)[None]
     dx, dy = window_offset(frame)
-    v[:, 0] -= dx
-    v[:, 1] -= dy
-    return torch.tensor(v, device=mesh.device)[None]
+    v[..., 0] -= dx
+    v[..., 1] -= dy
+    return v
 
 
 # ----------------------------------------------------------------------------------------------- texture
@@ -254,21 +260,35 @@ class _Timer:
         return _T()
 
 
-def _render_face(face: Face, mesh: FaceMesh, frame, px: np.ndarray, colour: torch.Tensor, alpha: torch.Tensor,
-                 timer: "_Timer"):
-    """One frame's face: (plate tensor, vertices, screen raster, the texture rendered there)."""
-    size = (px.shape[1], px.shape[0])
-    plate_t = _to_tensor(px[..., :3], mesh.device)
-    with timer("mesh + raster"):
-        verts = _frame_vertices(face, mesh, frame, size)
-        ras = rasterise(verts, mesh.triangles, size)
-    with timer("render"):
-        rr = render_uv_texture(colour, verts, mesh.triangles, mesh.uv, size, uv_triangles=mesh.uv_triangles,
-                               texture_alpha=alpha, raster=ras)
-    return plate_t, verts, ras, rr
+def _face_frames(faces: dict[int, Face], mesh: FaceMesh, colour: torch.Tensor, alpha: torch.Tensor,
+                 regions: Sequence[str], feather_px: float, report: SynthesisReport, timer: "_Timer", composite):
+    """The per-frame step of the texture jobs: the track's face meshed and rasterised, ``colour`` / ``alpha``
+    (a UV texture) rendered there, the region mask made, then ``composite(plate, render, region)`` -> the new
+    RGB (1, 3, H, W); frames without the face pass the plate through (listed in the report)."""
+    def render(frame, px: np.ndarray) -> np.ndarray:
+        face = faces.get(frame.number)
+        if face is None:
+            report.passed_through.append(frame.number)
+            return px
+        size = (px.shape[1], px.shape[0])
+        plate_t = _to_tensor(px[..., :3], mesh.device)
+        with timer("mesh + raster"):
+            verts = _frame_vertices(face, mesh, frame, size)
+            ras = rasterise(verts, mesh.triangles, size)
+        with timer("render"):
+            rr = render_uv_texture(colour, verts, mesh.triangles, mesh.uv, size, uv_triangles=mesh.uv_triangles,
+                                   texture_alpha=alpha, raster=ras)
+        with timer("mask"):
+            region = _region_mask(mesh, verts, ras, size, regions, feather_px)
+        with timer("blend"):
+            out = composite(plate_t, rr, region)
+        res = px.copy()
+        res[..., :3] = _to_numpy(out)
+        return res
+    return render
 
 
-def colour_fit_for_shot(texture: Texture, source_pixels: np.ndarray, source_face: Face, plate: Source,
+def colour_fit_for_shot(source_pixels: np.ndarray, source_face: Face, plate: Source,
                         faces: dict[int, Face], mesh: FaceMesh, options: ReplaceOptions):
     """One colour transfer for the whole shot (no flicker): the source photo's face region -> the plate's face
     region pooled over ``options.keyframes`` frames spread across the shot. None when strength is 0."""
@@ -288,12 +308,7 @@ def colour_fit_for_shot(texture: Texture, source_pixels: np.ndarray, source_face
                           .round().astype(int)).tolist())
     keys = {numbers[i] for i in picks}
     tgt = None
-    sub = dataclasses.replace(plate, frames=tuple(f for f in plate.frames if f in keys))
-    if plate._plan is not None:
-        keep = [i for i, f in enumerate(plate._plan.frames) if f in keys]
-        sub._plan = dataclasses.replace(plate._plan, frames=tuple(plate._plan.frames[i] for i in keep),
-                                        sources=tuple(plate._plan.sources[i] for i in keep))
-    for frame in sub.frames_iter():
+    for frame in plate.subset(keys).frames_iter():
         px = frame.pixels
         size = (px.shape[1], px.shape[0])
         verts = _frame_vertices(faces[frame.number], mesh, frame, size)
@@ -326,32 +341,21 @@ def face_replace(source_pixels: np.ndarray, source_faces: FrameFaces, plate: Sou
         texture = texture_from_frame(source_pixels, src_face, mesh, options.texture_size)
     faces = _shot_faces(result, track_id)
     with timer("colour fit"):
-        transfer = colour_fit_for_shot(texture, source_pixels, src_face, plate, faces, mesh, options)
+        transfer = colour_fit_for_shot(source_pixels, src_face, plate, faces, mesh, options)
     colour = texture.colour
     if transfer is not None:
         colour = apply_colour_transfer(texture.colour, transfer, strength=options.colour_strength)
     poisson = PoissonOptions(guidance=options.guidance)
 
-    def render(frame, px: np.ndarray) -> np.ndarray:
-        face = faces.get(frame.number)
-        if face is None:
-            report.passed_through.append(frame.number)
-            return px
-        size = (px.shape[1], px.shape[0])
-        plate_t, verts, ras, rr = _render_face(face, mesh, frame, px, colour, texture.alpha, timer)
-        with timer("mask"):
-            region = _region_mask(mesh, verts, ras, size, options.regions, options.feather_px)
-            mask = (region * rr.alpha.clamp(0, 1)).clamp(0, 1)
+    def blend(plate_t, rr, region):
+        mask = (region * rr.alpha.clamp(0, 1)).clamp(0, 1)
         straight = torch.where(rr.alpha > 1e-4, rr.colour / rr.alpha.clamp_min(1e-4), plate_t)
-        with timer("blend"):
-            if options.blend == "poisson":
-                out = poisson_blend(straight, plate_t, mask, options=poisson)
-            else:
-                out = straight * mask + plate_t * (1 - mask)
-        res = px.copy()
-        res[..., :3] = _to_numpy(out)
-        return res
+        if options.blend == "poisson":
+            return poisson_blend(straight, plate_t, mask, options=poisson)
+        return straight * mask + plate_t * (1 - mask)
 
+    render = _face_frames(faces, mesh, colour, texture.alpha, options.regions, options.feather_px, report, timer,
+                          blend)
     _stream(plate, out_pattern, render, report, mode=mode, pixel_type=pixel_type, graph_hash=graph_hash,
             preview_frames=preview_frames, what="face replace")
     return report
@@ -421,21 +425,10 @@ def face_paint(decal: Texture, plate: Source, result: ShotResult, out_pattern: s
     colour = decal.colour.to(mesh.device)
     alpha = (decal.alpha.to(mesh.device) * float(options.opacity)).clamp(0, 1)
 
-    def render(frame, px: np.ndarray) -> np.ndarray:
-        face = faces.get(frame.number)
-        if face is None:
-            report.passed_through.append(frame.number)
-            return px
-        size = (px.shape[1], px.shape[0])
-        plate_t, verts, ras, rr = _render_face(face, mesh, frame, px, colour, alpha, timer)
-        with timer("mask"):
-            region = _region_mask(mesh, verts, ras, size, options.regions, options.feather_px)
-        with timer("composite"):
-            out = rr.colour * region + plate_t * (1 - rr.alpha * region)
-        res = px.copy()
-        res[..., :3] = _to_numpy(out)
-        return res
+    def over(plate_t, rr, region):  # premultiplied "over" inside the visible face region
+        return rr.colour * region + plate_t * (1 - rr.alpha * region)
 
+    render = _face_frames(faces, mesh, colour, alpha, options.regions, options.feather_px, report, timer, over)
     _stream(plate, out_pattern, render, report, mode=mode, pixel_type=pixel_type, graph_hash=graph_hash,
             preview_frames=preview_frames, what="face paint")
     return report
@@ -537,7 +530,6 @@ def export_face_fit(plate: Source, result: ShotResult, out_dir: str | Path, *, m
     from ...core.morphable.fit import FitOptions
     from ...core.morphable.shot import fit_shot
     from ...models.registry import registry
-    from ..shot import window_offset
 
     out = Path(out_dir)
     if not overwrite and (out / "fit.json").exists():
@@ -578,10 +570,7 @@ def export_face_fit(plate: Source, result: ShotResult, out_dir: str | Path, *, m
             write_obj(out / "mesh" / f"face.{n:04d}.obj", verts, m.triangles, m.uv, m.uv_triangles, plate_height=h,
                       comment=f"facegraph {m.name} frame {n}")
             if n in keys:
-                dx, dy = window_offset(frame)
-                v = torch.tensor(verts, device=mesh.device)[None]
-                v[..., 0] -= dx
-                v[..., 1] -= dy
+                v = _in_array(verts, frame, mesh.device)
                 tex, w = extract_uv_texture(_to_tensor(frame.pixels[..., :3], mesh.device), v, mesh.triangles,
                                             mesh.uv, texture_size, uv_triangles=mesh.uv_triangles)
                 acc.add(tex, w)
