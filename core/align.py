@@ -94,19 +94,3 @@ def crop_mask(size: tuple[int, int], feather: float = 0.1) -> np.ndarray:
     x = np.minimum(np.arange(w) + 0.5, w - np.arange(w) - 0.5) / f
     y = np.minimum(np.arange(h) + 0.5, h - np.arange(h) - 0.5) / f
     return np.clip(np.minimum(y[:, None], x[None, :]), 0, 1).astype(np.float32)
-
-
-def paste_back(frame: np.ndarray, crop: np.ndarray, alignment: Alignment, mask: np.ndarray | None = None,
-               *, feather: float = 0.1, interpolation: str = "cubic") -> np.ndarray:
-    """Composite an aligned crop back over the frame through ``frame_from_crop``: premultiplied 'over' with
-    ``mask`` (h, w) in crop space (default: a feathered rectangle). Float in, float out."""
-    h, w = frame.shape[:2]
-    if crop.shape[:2] != (alignment.crop_size[1], alignment.crop_size[0]):
-        raise InputError(f"crop {crop.shape[:2]} does not match the alignment's {alignment.crop_size}")
-    m = crop_mask(alignment.crop_size, feather) if mask is None else np.asarray(mask, np.float32)
-    back = warp_affine(crop, alignment.frame_from_crop, (w, h), interpolation=interpolation)
-    a = warp_affine(m, alignment.frame_from_crop, (w, h), interpolation="linear")
-    if back.ndim == 3:
-        a = a[..., None] if a.ndim == 2 else a
-    a = np.clip(a, 0, 1)
-    return (back * a + frame * (1 - a)).astype(np.float32)

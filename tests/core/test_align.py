@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from facegraph.core.align import AlignOptions, align, crop_mask, face_points, paste_back, warp_to_crop
+from facegraph.core.align import AlignOptions, align, crop_mask, face_points, warp_to_crop
 from facegraph.core.errors import EstimationError, InputError
 from facegraph.core.geometry import invert_affine, similarity_matrix, transform_points
 from facegraph.core.landmarks import five_from_ibug68
@@ -53,6 +53,21 @@ def test_a_poor_fit_cannot_be_ignored():
         align(bad, AlignOptions(template="arcface_112", max_rms=2.0))
 
 
+def _paste_back(frame, crop, a, mask=None, interpolation="linear"):
+    """core.blend.paste_back (the one paste-back) on numpy (H, W, 3) arrays."""
+    import torch
+
+    from facegraph.core.blend import PasteOptions, paste_back
+
+    h, w = crop.shape[:2]
+    m = np.ones((h, w), np.float32) if mask is None else mask
+    out = paste_back(torch.from_numpy(frame).permute(2, 0, 1)[None], torch.from_numpy(crop).permute(2, 0, 1)[None],
+                     torch.from_numpy(a.frame_from_crop[None]), torch.from_numpy(m)[None, None],
+                     torch.zeros(1, dtype=torch.long),
+                     options=PasteOptions(feather_px=0.0 if mask is not None else 8.0, interpolation=interpolation))
+    return out[0].permute(1, 2, 0).numpy()
+
+
 def test_warp_and_paste_back_round_trip():
     rng = np.random.default_rng(1)
     frame = (rng.random((200, 300, 3)) * 3).astype(np.float32)  # linear, above 1
@@ -60,11 +75,11 @@ def test_warp_and_paste_back_round_trip():
               AlignOptions(template="ffhq_512", size=(256, 256)))
     crop = warp_to_crop(frame, a)
     assert crop.shape == (256, 256, 3) and crop.max() > 1.0
-    same = paste_back(frame, crop, a, np.ones((256, 256), np.float32), interpolation="linear")
+    same = _paste_back(frame, crop, a, np.ones((256, 256), np.float32), interpolation="linear")
     inside = transform_points(a.frame_from_crop, [[128, 128]])[0].astype(int)
     y, x = inside[1], inside[0]
     assert np.abs(same[y - 5:y + 5, x - 5:x + 5] - frame[y - 5:y + 5, x - 5:x + 5]).mean() < 0.35
-    outside = paste_back(frame, crop * 0, a)
+    outside = _paste_back(frame, crop * 0, a)
     assert np.allclose(outside[0, 0], frame[0, 0])  # far from the face: untouched
     m = crop_mask((64, 32), 0.25)
     assert m.shape == (32, 64) and m.max() == 1 and m[0, 0] < 0.2
