@@ -329,7 +329,10 @@ class ShotResult:
 
 def process_shot(frames: Sequence[FrameFaces], options: SmoothOptions = SmoothOptions(),
                  track_options: TrackOptions = TrackOptions()) -> ShotResult:
-    """Track, gate, fill and smooth a shot's per-frame faces (already carrying landmarks)."""
+    """Track, gate, fill and smooth a shot's per-frame faces (already carrying landmarks). A still or a shot
+    shorter than ``birth_hits`` is valid input: births need at most as many hits as there are frames."""
+    if 0 < len(frames) < track_options.birth_hits:
+        track_options = dataclasses.replace(track_options, birth_hits=len(frames))
     tracked, tracks = track(list(frames), track_options)
     numbers = [ff.frame for ff in tracked]
     results = []

@@ -177,8 +177,6 @@ def analyse_shot(source: Source, options: AnalysisOptions = AnalysisOptions(),
     """The whole analysis of a shot: per-frame (cached) then shot-level (tracks, gates, fills, smoothing)."""
     frames = ShotAnalyser(options).analyse(source, cache_root)
     smooth = dataclasses.replace(smooth, gate=options.gate, fps=source.fps or smooth.fps)
-    if len(frames) < track.birth_hits:  # a still or a very short shot is valid input: its faces make tracks
-        track = dataclasses.replace(track, birth_hits=max(1, len(frames)))
     result = process_shot(frames, smooth, track)
     result.source = {"path": source.path, "kind": source.kind, "frames": [source.frames[0], source.frames[-1]],
                      "count": len(source.frames), "missing": list(source.missing), "fps": source.fps,
