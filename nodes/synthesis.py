@@ -48,6 +48,20 @@ def _result(report, preview_path: str):
     return text, image
 
 
+def _guarded(method):
+    """Run a node that reads and writes files as one input-guard job (core.fsutil.job): inside ComfyUI, where
+    no run wraps the node, what it reads is still never written over by what it writes."""
+    import functools
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        from ..core.fsutil import job
+
+        with job():
+            return method(self, *args, **kwargs)
+    return run
+
+
 class _ShotJob:
     """What the streamed shot jobs share: category, outputs, the change check on the files they read."""
     CATEGORY = f"{CATEGORY}/synthesis"
@@ -102,6 +116,7 @@ class FaceReplace(_ShotJob):
             "mouth_interior": widget(BOOLEAN, "also replace the mouth interior (default: keep the plate's)",
                                      default=False)})
 
+    @_guarded
     def replace(self, source, tracks: ShotResult, plate, frames="", missing="error",
                 output="facegraph/replace/replace.####.exr", mode="error", pixel_type="half",
                 model="mediapipe_canonical", texture_size=1024, colour_method="mkl", colour_strength=1.0,
@@ -148,6 +163,7 @@ class FacePaint(_ShotJob):
                                "feather_px": widget(FLOAT, "soft edge of the face region", default=2.0, min=0.0,
                                                     max=200.0)})
 
+    @_guarded
     def paint(self, decal, tracks: ShotResult, plate, frames="", missing="error",
               output="facegraph/paint/paint.####.exr", mode="error", pixel_type="half",
               model="mediapipe_canonical", opacity=1.0, feather_px=2.0,
@@ -182,6 +198,7 @@ class PasteBackSequence(_ShotJob):
                                "blend": widget(("over", "poisson"), "feathered over, or gradient-domain",
                                                default="over")})
 
+    @_guarded
     def paste(self, crops, tracks: ShotResult, plate, frames="", missing="error",
               output="facegraph/unstabilised/plate.####.exr", mode="error", pixel_type="half",
               feather_px=16.0, blend="over", preview_path="facegraph/unstabilise_before_after.png",
@@ -231,6 +248,7 @@ class ExportFaceFit:
     def IS_CHANGED(cls, plate="", **inputs):
         return files_changed(plate, inputs)
 
+    @_guarded
     def export(self, tracks: ShotResult, plate, frames="", missing="error", folder="facegraph/face3d",
                model="mediapipe_canonical", texture_size=1024, track_id=-1, overwrite=True):
         from ..models.pipeline.synthesis import export_face_fit

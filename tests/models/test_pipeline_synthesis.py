@@ -175,3 +175,26 @@ def test_bfm_fit_starts_from_3ddfa_regression(data):
     assert warm.iterations <= opts.warm_iterations and warm.rms < 1.5 * cold.rms + 0.5, (warm.rms, cold.rms)
     v = face_vertices(face, FaceMesh.of("bfm_3ddfa"), (px.shape[1], px.shape[0]))
     assert v.shape == (m.n_vertices, 3) and np.isfinite(v).all()
+
+
+def test_export_face_fit_node_never_writes_over_what_it_reads(plate, tmp_path):
+    """Outside any run (as inside ComfyUI) the node is its own guard job: a plate that is one of its outputs
+    (a still named texture.exr in the export folder) is refused, not replaced."""
+    import shutil
+
+    from facegraph.core.errors import ImageIOError
+    from facegraph.core.io.source import open_source
+    from facegraph.core.shot import SmoothOptions
+    from facegraph.models.shot import AnalysisOptions, analyse_shot
+    from facegraph.nodes import NODE_CLASSES
+
+    root, pattern, frames = plate
+    still = tmp_path / "f3d" / "texture.exr"
+    still.parent.mkdir()
+    shutil.copy(pattern.replace("####", "1001"), still)
+    before = still.read_bytes()
+    result = analyse_shot(open_source(str(still)), AnalysisOptions(), SmoothOptions(fps=24.0))
+    with pytest.raises(ImageIOError, match="input"):
+        NODE_CLASSES["FacegraphExportFaceFit"]().export(result, str(still), folder=str(tmp_path / "f3d"),
+                                                        texture_size=64)
+    assert still.read_bytes() == before
