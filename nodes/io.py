@@ -169,21 +169,32 @@ class SaveEXRSequence:
         windows = {}
         if info is not None and info.data_window[2:] == (pixels.shape[2], pixels.shape[1]):
             windows = {"data_window": info.data_window, "display_window": info.display_window}
-        inputs = prompt_inputs(prompt, unique_id)
-        graph_hash = run_hash(prompt, inputs)
-        path = out_path(path)
-        writer = SequenceWriter(path, mode=mode, pixel_type=pixel_type, compression=compression, channels=channels,
-                                attributes=info.attributes if info is not None else (), graph_hash=graph_hash,
-                                half_overflow=half_overflow, protect=inputs, **windows)
-        writer.check_inputs(frames, inputs)
+        writer = sequence_writer(path, frames, mode=mode, pixel_type=pixel_type, compression=compression,
+                                 channels=channels, attributes=info.attributes if info is not None else (),
+                                 half_overflow=half_overflow, prompt=prompt, unique_id=unique_id, **windows)
         with writer, progress.task(len(frames), "write EXR") as bar:
             for number, px in zip(frames, pixels):
                 writer.write(number, px)
                 bar.advance()
-        written = writer.written + writer.skipped
-        note = f", {len(writer.replaced)} re-rendered (another graph had written them)" if writer.replaced else ""
-        return {"ui": {"text": [f"{len(writer.written)} written, {len(writer.skipped)} kept{note}"]},
-                "result": ("\n".join(written),)}
+        return writer_result(writer)
+
+
+def sequence_writer(path: str, frames, *, prompt=None, unique_id=None, reads=(), **options) -> SequenceWriter:
+    """The SequenceWriter a save node uses: ``path`` resolved against the output folder, the prompt's input
+    files (and ``reads``: files the node knows it reads) protected and checked against the planned ``frames``,
+    the graph hash recorded for resume."""
+    inputs = list(dict.fromkeys(prompt_inputs(prompt, unique_id) + list(reads)))
+    writer = SequenceWriter(out_path(path), graph_hash=run_hash(prompt, inputs), protect=inputs, **options)
+    writer.check_inputs(frames, inputs)
+    return writer
+
+
+def writer_result(writer: SequenceWriter) -> dict:
+    """A save node's return value: the files (written and kept), and a line for the node."""
+    written = writer.written + writer.skipped
+    note = f", {len(writer.replaced)} re-rendered (another graph had written them)" if writer.replaced else ""
+    return {"ui": {"text": [f"{len(writer.written)} written, {len(writer.skipped)} kept{note}"]},
+            "result": ("\n".join(written),)}
 
 
 def files_changed(path: str, inputs: dict) -> str:
