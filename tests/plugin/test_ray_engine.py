@@ -1,0 +1,184 @@
+"""The Ray engine on a private local cluster (127.0.0.1, 2 workers, started and stopped here).
+
+The cluster tests are ``slow`` (Ray's start-up and each actor's import of torch take seconds on this machine):
+run them with ``-m slow``.
+
+(a) the same frames as the run in this process; (b) a worker killed in the middle of a chunk is replaced and the
+chunk run again, with the same result; (c) without Ray, a clear message saying how to install it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facegraph.core.errors import GraphError, InputError
+from facegraph.plugin import ray_engine
+
+
+# ------------------------------------------------------------------------------------- without a cluster
+def test_missing_ray_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError, as where it is not installed
+    with pytest.raises(InputError, match=r"pip install facegraph\[ray\]"):
+        ray_engine.import_ray()
+    with pytest.raises(InputError, match=r"needs Ray.*pip install facegraph\[ray\]"):
+        ray_engine.Engine("ray").run("t.json", {}, (1, 4), chunk=2, handles=0)
+
+
+def test_engine_arguments():
+    p = argparse.ArgumentParser()
+    ray_engine.add_engine_arguments(p)
+    assert ray_engine.engine_from_args(p.parse_args([])) == ray_engine.Engine("local")
+    eng = ray_engine.engine_from_args(p.parse_args(["--engine", "ray", "--address", "10.0.0.1:6379",
+                                                    "--workers", "3"]))
+    assert eng == ray_engine.Engine("ray", "10.0.0.1:6379", 3)
+    with pytest.raises(InputError, match="--engine ray"):
+        ray_engine.engine_from_args(p.parse_args(["--workers", "2"]))
+    with pytest.raises(InputError, match="workers"):
+        ray_engine.engine_from_args(p.parse_args(["--engine", "ray", "--workers", "0"]))
+    with pytest.raises(SystemExit):
+        p.parse_args(["--engine", "dask"])
+
+
+# ------------------------------------------------------------------------------------- the chunk function
+def _stand_in_plan(frames, chunk):
+    a, b = frames
+    return [(s, min(s + chunk - 1, b)) for s in range(a, b + 1, chunk)]
+
+
+def _stand_in_run_chunk(template, assignments, frames, handles, input_dir="", output_dir="", cache_dir=""):
+    """Until plugin/chunks.py exists: a temporal filter (centred mean of radius ``assignments["radius"]``) over
+    value.<frame>.npy in input_dir, reading the chunk plus its handles, writing the chunk's own frames."""
+    a, b = frames
+    have = {int(p.name.split(".")[1]): p for p in Path(input_dir).glob("value.*.npy")}
+    read = {f: np.load(have[f]) for f in range(a - handles, b + handles + 1) if f in have}
+    r = int(assignments["radius"])
+    for f in range(a, b + 1):
+        win = [read[g] for g in range(f - r, f + r + 1) if g in read]
+        np.save(Path(output_dir) / f"out.{f}.npy", np.mean(win, axis=0))
+    return {"frames": [a, b], "written": b - a + 1}
+
+
+def _chunks_module():
+    try:
+        from facegraph.plugin import chunks
+    except ImportError:
+        return None
+    return chunks
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A private Ray cluster of this test process: 127.0.0.1, 2 CPUs, stopped after the module."""
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        pytest.skip("this process is already connected to Ray")
+    conn = ray_engine.start_local_cluster(ray, workers=2)
+    try:
+        yield ray
+    finally:
+        ray_engine._disconnect(ray, conn)
+
+
+@pytest.fixture
+def toy_shot(tmp_path, monkeypatch):
+    """12 frames of a toy signal and the stand-in chunk functions (plan_chunks from plugin.chunks if there)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(5)
+    for f in range(1001, 1013):
+        np.save(src / f"value.{f}.npy", rng.normal(size=(4, 4)).astype(np.float32))
+    chunks = _chunks_module()
+    if chunks is None:
+        import types
+
+        fake = types.ModuleType("facegraph.plugin.chunks")
+        fake.plan_chunks, fake.run_chunk = _stand_in_plan, _stand_in_run_chunk
+        monkeypatch.setitem(sys.modules, "facegraph.plugin.chunks", fake)
+    return src
+
+
+def _outputs(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("out.*.npy"))}
+
+
+@pytest.mark.slow
+def test_cluster_is_loopback_only(cluster):
+    nodes = [n for n in cluster.nodes() if n["Alive"]]
+    assert [n["NodeManagerAddress"] for n in nodes] == ["127.0.0.1"]
+    assert cluster.cluster_resources()["CPU"] == 2
+
+
+@pytest.mark.slow
+def test_same_output_as_this_process(cluster, toy_shot, tmp_path):
+    single, chunked = tmp_path / "single", tmp_path / "ray"
+    single.mkdir(), chunked.mkdir()
+    params = {"radius": 2}
+    _stand_in_run_chunk("toy", params, (1001, 1012), 0, input_dir=str(toy_shot), output_dir=str(single))
+    seen = []
+
+    class Bar:
+        def start(self, total, label): seen.append(("start", total))
+        def advance(self, n=1): seen.append(("advance", n))
+        def finish(self): seen.append(("finish",))
+        def check_interrupt(self): pass
+
+    out = ray_engine.run_on_ray("toy", params, (1001, 1012), chunk=5, handles=2, workers=2,
+                                input_dir=str(toy_shot), output_dir=str(chunked), progress=Bar(),
+                                chunk_fn=_stand_in_run_chunk)
+    assert _outputs(chunked) == _outputs(single) and len(_outputs(single)) == 12
+    assert [c["frames"] for c in out["chunks"]] == [[1001, 1005], [1006, 1010], [1011, 1012]]
+    assert out["workers"] == 2 and out["retries"] == 0 and out["resources"] == "cpu"
+    assert {c["attempts"] for c in out["chunks"]} == {1}
+    assert len({c["pid"] for c in out["chunks"]}) <= 2  # actors live for the job: 3 chunks on 2 processes
+    json.dumps(out)
+    # one bar across the chunks, counting the chunks' own frames
+    assert seen[0] == ("start", 12) and seen[-1] == ("finish",)
+    assert sorted(n for _, *n in seen if _ == "advance") == [[2], [5], [5]]
+
+
+@pytest.mark.slow
+def test_killed_worker_is_retried(cluster, toy_shot, tmp_path):
+    single, chunked, marker = tmp_path / "single", tmp_path / "ray", tmp_path / "killed"
+    single.mkdir(), chunked.mkdir()
+    params = {"radius": 1}
+    _stand_in_run_chunk("toy", params, (1001, 1012), 0, input_dir=str(toy_shot), output_dir=str(single))
+
+    def dies_once(template, assignments, frames, handles, **folders):
+        """The first chunk to reach here kills its own process half-way through (SIGKILL: no clean-up)."""
+        if frames[0] == 1006 and not os.path.exists(marker):
+            open(marker, "w").close()
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGKILL)).start()
+            _stand_in_run_chunk(template, assignments, (frames[0], frames[0] + 1), handles, **folders)
+            threading.Event().wait(30)
+        return _stand_in_run_chunk(template, assignments, frames, handles, **folders)
+
+    out = ray_engine.run_on_ray("toy", params, (1001, 1012), chunk=5, handles=1, workers=2,
+                                input_dir=str(toy_shot), output_dir=str(chunked), chunk_fn=dies_once)
+    assert marker.exists()
+    assert out["retries"] == 1
+    assert [c["attempts"] for c in out["chunks"]] == [1, 2, 1]
+    assert _outputs(chunked) == _outputs(single)
+
+
+@pytest.mark.slow
+def test_retries_run_out(cluster, toy_shot, tmp_path):
+    def always_fails(template, assignments, frames, handles, **folders):
+        raise RuntimeError("disk full")
+
+    with pytest.raises(GraphError, match=r"after 2 attempt.*disk full.*chunk=1001-1012"):
+        ray_engine.run_on_ray("toy", {}, (1001, 1012), chunk=20, handles=0, workers=1, retries=1,
+                              chunk_fn=always_fails)
+
+    def bad_input(template, assignments, frames, handles, **folders):
+        raise InputError("no such parameter 'radius'")
+
+    with pytest.raises(InputError, match=r"radius.*attempts=1"):  # the user's error: no retry
+        ray_engine.run_on_ray("toy", {}, (1001, 1012), chunk=20, handles=0, workers=1, chunk_fn=bad_input)
