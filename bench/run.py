@@ -17,6 +17,7 @@ BENCHES = {
     "render": "bench.render",
     "fit": "bench.fit",
     "replace": "bench.replace",
+    "template_memory": "bench.template_memory",
 }
 
 
