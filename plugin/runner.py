@@ -9,7 +9,17 @@ written ``[source_id, output_slot]``, or a template wrapper::
 A string that is exactly ``${name}`` takes the parameter's value with its type; ``${name}`` inside a longer
 string is substituted as text. ``--set NODE.INPUT=value`` sets one node's input directly (so an editor
 template keeps real default values). UI-format workflows (what the editor saves, and example_workflows/) are
-converted on load. Nodes run in dependency order; only output nodes and what they need run (all nodes if the
+converted on load.
+
+Named parameters (declared once, in a UI workflow's ``extra.facegraph.parameters`` or a wrapper's
+``parameters:``) are either a plain default for ``${name}`` or a declaration that feeds node inputs, so the
+editor keeps working values in its widgets and the command line sets them all by one name::
+
+    "input": {"type": "STRING", "default": "plate/plate.####.exr", "help": "the plate",
+              "feeds": ["1.path", "3.path"]}
+
+``type`` is INT / FLOAT / STRING / BOOLEAN or a list of choices (checked when set); ``default`` defaults to the
+first fed input's value; ``help`` is shown by ``facegraph run TEMPLATE --help-params``. Nodes run in dependency order; only output nodes and what they need run (all nodes if the
 graph has no output node). Every error names the node id and class.
 """
 from __future__ import annotations
@@ -32,6 +42,36 @@ log = logging.getLogger(__name__)
 
 _PARAM = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SCALAR_TYPES = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamSpec:
+    """A template parameter: its name, type (INT / FLOAT / STRING / BOOLEAN or a tuple of choices), default,
+    help, and the node inputs (``NODE.INPUT``) it sets; no feeds: a ``${name}`` text parameter."""
+
+    name: str
+    type: Any = "STRING"
+    default: Any = None
+    help: str = ""
+    feeds: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"type": list(self.type) if isinstance(self.type, tuple) else self.type, "default": self.default,
+                "help": self.help, "feeds": list(self.feeds)}
+
+
+@dataclasses.dataclass
+class Template:
+    """A graph file: its API graph, its declared parameters (name -> ParamSpec, in declaration order) and the
+    plain ``${name}`` defaults."""
+
+    path: str
+    graph: dict
+    parameters: dict[str, ParamSpec]
+    defaults: dict
+
+    def names(self) -> list[str]:
+        return sorted(set(self.parameters) | set(self.defaults) | referenced_parameters(self.graph))
 
 
 @dataclasses.dataclass
@@ -60,6 +100,13 @@ _MALFORMED = (TypeError, ValueError, KeyError, IndexError, AttributeError, Recur
 
 def load_graph_file(path: str | Path) -> tuple[dict, dict]:
     """(graph, parameter defaults) from a JSON/YAML file. Anything malformed raises GraphError naming the file."""
+    t = load_template(path)
+    return t.graph, {**{n: p.default for n, p in t.parameters.items() if not p.feeds}, **t.defaults}
+
+
+def load_template(path: str | Path) -> Template:
+    """A graph file with its parameter declarations (module docstring). GraphError naming the file when
+    anything is malformed, including a declaration that feeds a node or input the graph does not have."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -77,7 +124,9 @@ def load_graph_file(path: str | Path) -> tuple[dict, dict]:
     if not isinstance(data, dict):
         raise GraphError("a graph file must hold a mapping", file=str(path))
     try:
-        return _graph_and_parameters(data)
+        graph, params = _graph_and_parameters(data)
+        specs, defaults = _declarations(graph, params)
+        return Template(path=str(path), graph=graph, parameters=specs, defaults=defaults)
     except GraphError as exc:
         raise exc.with_context(file=str(path))
     except _MALFORMED as exc:
@@ -104,6 +153,58 @@ def _graph_and_parameters(data: dict) -> tuple[dict, dict]:
             raise GraphError(f"'parameters' must be a mapping of name -> value, got {type(params).__name__}")
         return dict(graph), dict(params)
     return data, {}
+
+
+_DECL_KEYS = {"type", "default", "help", "feeds"}
+
+
+def _declarations(graph: dict, params: dict) -> tuple[dict[str, ParamSpec], dict]:
+    specs: dict[str, ParamSpec] = {}
+    defaults: dict = {}
+    for name, value in params.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise GraphError(f"parameter name {name!r} is not an identifier (letters, digits, _)")
+        if not (isinstance(value, dict) and value and set(value) <= _DECL_KEYS):
+            defaults[name] = value
+            continue
+        feeds = value.get("feeds") or []
+        if isinstance(feeds, str):
+            feeds = [feeds]
+        if not isinstance(feeds, list) or not all(isinstance(f, str) for f in feeds):
+            raise GraphError(f"parameter {name!r}: feeds must be a list of NODE.INPUT strings")
+        for f in feeds:
+            nid, dot, inp = f.partition(".")
+            if not dot or not inp:
+                raise GraphError(f"parameter {name!r} feeds {f!r}: write NODE.INPUT, e.g. 1.path")
+            if nid not in graph:
+                raise GraphError(f"parameter {name!r} feeds {f!r}: the graph has no node {nid}")
+        typ = value.get("type", "STRING")
+        typ = tuple(typ) if isinstance(typ, list) else typ
+        if not isinstance(typ, tuple) and typ not in _SCALAR_TYPES:
+            raise GraphError(f"parameter {name!r}: type must be one of {', '.join(_SCALAR_TYPES)} or a list of "
+                             f"choices, got {typ!r}")
+        default = value.get("default")
+        if default is None and feeds:
+            nid, _, inp = feeds[0].partition(".")
+            default = (graph[nid].get("inputs") or {}).get(inp)
+        specs[name] = ParamSpec(name=name, type=typ, default=default, help=str(value.get("help") or ""),
+                                feeds=tuple(feeds))
+    return specs, defaults
+
+
+def check_parameter(spec: ParamSpec, value: Any) -> Any:
+    """``value`` as the parameter's type; GraphError naming the parameter, what it feeds and its help."""
+    where = f" (feeds {', '.join(spec.feeds)})" if spec.feeds else ""
+    if isinstance(spec.type, tuple):
+        if value not in spec.type:
+            raise GraphError(f"parameter {spec.name!r} = {value!r} is not one of {list(spec.type)}{where}",
+                             hint=spec.help or None)
+        return value
+    try:
+        return _coerce("", spec.name, spec.type, _SCALAR_TYPES[spec.type], value)
+    except GraphError:
+        raise GraphError(f"parameter {spec.name!r} = {value!r} is not a valid {spec.type}{where}",
+                         hint=spec.help or None) from None
 
 
 def parse_assignments(items: list[str] | None) -> dict[str, Any]:
@@ -260,21 +361,33 @@ class Runner:
         return order
 
     # -------------------------------------------------------------------------------------------- run
-    def run(self, graph: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> GraphRun:
+    def run(self, graph: Mapping[str, Any], params: Mapping[str, Any] | None = None, *,
+            after_prepare: Mapping[str, Any] | None = None) -> GraphRun:
+        """Prepare, order and run ``graph``. ``after_prepare``: ``NODE.INPUT`` -> value set for execution
+        after the checks, left out of the PROMPT the nodes see (and hash into their outputs)."""
         from ..core.fsutil import job
 
         with job():  # files any node reads are never written over by any node of this run
-            return self._run(graph, params)
+            return self._run(graph, params, after_prepare)
 
-    def _run(self, graph: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> GraphRun:
+    def _run(self, graph: Mapping[str, Any], params: Mapping[str, Any] | None = None,
+             after_prepare: Mapping[str, Any] | None = None) -> GraphRun:
         prepared = self.prepare(graph, params)
         graph_hash = hashlib.sha256(json.dumps(prepared, sort_keys=True, default=str).encode()).hexdigest()[:16]
         order = self.order(prepared)
+        execute = prepared
+        if after_prepare:
+            execute = json.loads(json.dumps(prepared))
+            for key, value in after_prepare.items():
+                nid, _, name = key.partition(".")
+                if nid not in execute:
+                    raise GraphError(f"{key}: the graph has no node {nid}")
+                execute[nid]["inputs"][name] = value
         results: dict[str, tuple] = {}
         ui: dict[str, Any] = {}
         seconds: dict[str, float] = {}
         for i, nid in enumerate(order, 1):
-            node = prepared[nid]
+            node = execute[nid]
             cls = self.node_classes[node["class_type"]]
             kwargs = {k: (results[str(v[0])][v[1]] if _is_link(v) else v) for k, v in node["inputs"].items()}
             hidden = cls.INPUT_TYPES().get("hidden", {})
@@ -374,18 +487,46 @@ def referenced_parameters(value: Any) -> set[str]:
     return set()
 
 
-def run_file(path: str | Path, assignments: Mapping[str, Any] | None = None) -> GraphRun:
-    graph, defaults = load_graph_file(path)
-    given = apply_overrides(graph, dict(assignments or {}))
-    known = set(defaults) | referenced_parameters(graph)
-    for name in given:
-        if name not in known:
-            close = difflib.get_close_matches(name, sorted(known), n=3)
-            raise GraphError(f"--set {name}: the graph has no parameter {name!r}", file=str(path),
-                             hint=(f"did you mean {', '.join(close)}? " if close else "")
-                             + f"parameters: {', '.join(sorted(known)) or 'none'}; a node input is set as NODE.INPUT")
-    params = {**defaults, **given}
+def bind(template: Template, assignments: Mapping[str, Any] | None = None) -> tuple[dict, dict]:
+    """(graph, ``${name}`` values) of a template with ``assignments`` applied: NODE.INPUT overrides, then
+    declared parameters (checked against their type, set on every input they feed), then ``${name}`` values.
+    GraphError naming the file for an unknown or badly typed parameter."""
+    graph = json.loads(json.dumps(template.graph))
     try:
-        return Runner().run(graph, params)
+        given = apply_overrides(graph, dict(assignments or {}))
+        known = template.names()
+        text = dict(template.defaults)
+        for name, value in given.items():
+            spec = template.parameters.get(name)
+            if spec is None and name not in known:
+                close = difflib.get_close_matches(name, known, n=3)
+                raise GraphError(f"--set {name}: the graph has no parameter {name!r}",
+                                 hint=(f"did you mean {', '.join(close)}? " if close else "")
+                                 + f"parameters: {', '.join(known) or 'none'}; a node input is set as NODE.INPUT")
+            if spec is None:
+                text[name] = value
+                continue
+            value = check_parameter(spec, value)
+            for feed in spec.feeds:
+                nid, _, inp = feed.partition(".")
+                graph[nid].setdefault("inputs", {})[inp] = value
+            if not spec.feeds:
+                text[name] = value
+        for name, spec in template.parameters.items():
+            if not spec.feeds and name not in text:
+                text[name] = spec.default
+    except GraphError as exc:
+        raise exc.with_context(file=template.path)
+    return graph, text
+
+
+def run_file(path: str | Path, assignments: Mapping[str, Any] | None = None, *,
+             after_prepare: Mapping[str, Any] | None = None) -> GraphRun:
+    """Run a graph file with ``assignments`` (see :func:`bind`). ``after_prepare``: NODE.INPUT values set on the
+    checked graph for execution only (not in the PROMPT the nodes hash: a chunk's own output names)."""
+    template = load_template(path)
+    graph, params = bind(template, assignments)
+    try:
+        return Runner().run(graph, params, after_prepare=after_prepare)
     except FacegraphError as exc:
         raise exc.with_context(file=str(path))

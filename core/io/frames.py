@@ -5,9 +5,14 @@ most ``window`` frames on a worker thread so decoding overlaps the caller's comp
 writes each frame atomically (temp file + rename), refuses to overwrite unless asked, and in ``resume`` mode
 skips frames already on disk: a killed run only ever leaves complete frames behind, so a re-run picks up at
 the first missing one.
+
+Inside a frame window (core.frame_window: one chunk of a shot) :func:`iter_frames` reads only the window's read
+range (the chunk and its handles) and :class:`SequenceWriter` writes only the chunk's own frames (the others are
+listed in :attr:`SequenceWriter.outside`), so every node that streams through here honours a chunk unchanged.
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import dataclasses
 import logging
@@ -18,6 +23,7 @@ from typing import Any, Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 
+from .. import frame_window
 from ..errors import ImageIOError, InputError
 from ..fsutil import check_disjoint
 from ..version import version
@@ -78,7 +84,7 @@ def iter_frames(pattern: SequencePattern | str, frames: Sequence[int] | None = N
     """
     if not isinstance(pattern, SequencePattern):
         pattern = SequencePattern.parse(pattern)
-    plan = plan or plan_frames(pattern, frames, missing)
+    plan = window_plan(plan or plan_frames(pattern, frames, missing), pattern)
     decoded: dict[int, tuple[np.ndarray, ImageInfo]] = {}
     shape: list[tuple[int, ...]] = []
 
@@ -116,6 +122,20 @@ def iter_frames(pattern: SequencePattern | str, frames: Sequence[int] | None = N
             yield load(i)
         return
     yield from _prefetch(load, n, window)
+
+
+def window_plan(plan: FramePlan, pattern: SequencePattern | None = None) -> FramePlan:
+    """``plan`` clipped to the current frame window's read range (the plan itself without a window); each kept
+    frame keeps its source (the missing-frame policy's choice on the whole range)."""
+    win = frame_window.current()
+    if win is None:
+        return plan
+    keep = [i for i, f in enumerate(plan.frames) if win.reads(f)]
+    if len(keep) == len(plan.frames):
+        return plan
+    win.read_frames(plan.frames, where=pattern.display() if pattern is not None else "")  # raises when empty
+    return dataclasses.replace(plan, frames=tuple(plan.frames[i] for i in keep),
+                               sources=tuple(plan.sources[i] for i in keep))
 
 
 _DONE = object()
@@ -167,6 +187,27 @@ def sequence_info(pattern: SequencePattern, frames: Sequence[Frame]) -> Sequence
                         filled=tuple(f.number for f in frames if f.filled), data_window=first.data_window,
                         display_window=first.display_window, channels=first.channels,
                         attributes=first.attributes, encoding=first.encoding)
+
+
+_TALLY: contextvars.ContextVar[dict | None] = contextvars.ContextVar("facegraph_write_tally", default=None)
+
+
+@contextlib.contextmanager
+def tally() -> Iterator[dict]:
+    """Count what every SequenceWriter in the block writes: ``{"written": [paths], "kept": [paths]}`` (the
+    headless runner's summary and frames-per-second figure)."""
+    counts: dict = {"written": [], "kept": []}
+    token = _TALLY.set(counts)
+    try:
+        yield counts
+    finally:
+        _TALLY.reset(token)
+
+
+def _count(what: str, path: str) -> None:
+    counts = _TALLY.get()
+    if counts is not None:
+        counts[what].append(path)
 
 
 #: output locks held by this process (lock path -> writer): a new writer of the same output takes over
@@ -224,6 +265,10 @@ class SequenceWriter:
     writing the same pattern fails at once naming it) and removes temp files a killed writer left behind.
     ``protect``: input files this output must never replace (checked per frame, and up front by
     :meth:`check_inputs`). Use as a context manager, or call :meth:`close`, to release the lock.
+
+    Inside a frame window (core.frame_window) only the window's own frames are written: :meth:`write` of a
+    frame outside it (a handle) writes nothing, returns None and lists the frame in :attr:`outside`. Every
+    frame written or kept is also counted in the enclosing :func:`tally` (the runner's summary).
     """
 
     def __init__(self, pattern: SequencePattern | str, *, mode: str = "error", pixel_type: str = "half",
@@ -253,6 +298,7 @@ class SequenceWriter:
         self.written: list[str] = []
         self.skipped: list[str] = []
         self.replaced: list[str] = []
+        self.outside: list[int] = []
         self._lock_fh = None
 
     # ------------------------------------------------------------------------------------ lock + hygiene
@@ -344,6 +390,10 @@ class SequenceWriter:
     def write(self, frame: int | None, pixels: np.ndarray) -> str | None:
         """Write one frame (``None`` for a still pattern); returns its path, or None when resume mode kept an
         existing file."""
+        win = frame_window.current()
+        if win is not None and not win.writes(frame):
+            self.outside.append(int(frame))
+            return None
         path = self.path(frame)
         if self.protect:
             check_disjoint([path], self.protect)
@@ -356,6 +406,7 @@ class SequenceWriter:
             found = read_graph_hash(path)
             if (found or "") == (self.graph_hash or ""):
                 self.skipped.append(path)
+                _count("kept", path)
                 return None
             log.warning("resume: %s was written by another graph or other parameters (hash %s, this run %s): "
                         "re-rendering it", path, found or "none", self.graph_hash or "none")
@@ -372,6 +423,7 @@ class SequenceWriter:
                     bit_depth=self.bit_depth, encoded=self.encoded, threads=self.threads,
                     half_overflow=self.half_overflow)
         self.written.append(path)
+        _count("written", path)
         return path
 
     def first_missing(self, frames: Sequence[int]) -> int | None:

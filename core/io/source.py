@@ -2,6 +2,10 @@
 
 Movie frames are numbered from ``start_frame`` (default 1001, the plate convention), so ``--frames`` means the
 same thing for movies and sequences.
+
+Inside a frame window (core.frame_window: one chunk of a shot, with handles) a sequence or movie source plans only
+the window's read range, clipped to the frames it would read without one: the missing-frame policy is decided on
+the whole range first, so a chunk holds the same frame as a single run. A still is never clipped.
 """
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import dataclasses
 import os
 from typing import Iterator, Literal, Sequence
 
+from .. import frame_window
 from ..errors import ImageIOError
 from .frames import Frame, check_headers, iter_frames
 from .images import read_header, read_image
@@ -38,6 +43,15 @@ class Source:
     _plan: FramePlan | None = None
     _pattern: SequencePattern | None = None
     _read: dict = dataclasses.field(default_factory=dict)
+
+    def windowed(self) -> "Source":
+        """This source clipped to the current frame window's read range (itself without a window or for a
+        still). InputError when the window holds none of its frames."""
+        win = frame_window.current()
+        if win is None or self.kind == "still":
+            return self
+        kept = win.read_frames(self.frames, where=self.path)
+        return self if len(kept) == len(self.frames) else self.subset(kept)
 
     def subset(self, frames) -> "Source":
         """The same read restricted to ``frames`` (kept in this source's order), the missing-frame policy's
@@ -88,7 +102,7 @@ def open_source(path: str | os.PathLike, frames: Sequence[int] | None = None, *,
         if bad:
             raise ImageIOError(f"frames {bad[:5]} are outside the movie's {start_frame}-"
                                f"{start_frame + info.frame_count - 1}", file=text)
-        return Source(path=text, kind=kind, frames=wanted, fps=info.fps, _read=read)
+        return Source(path=text, kind=kind, frames=wanted, fps=info.fps, _read=read).windowed()
     pattern = SequencePattern.parse(text)
     if kind == "still":
         if not os.path.isfile(text):
@@ -98,7 +112,8 @@ def open_source(path: str | os.PathLike, frames: Sequence[int] | None = None, *,
         number = frames[0] if frames else 0
         return Source(path=text, kind=kind, frames=(number,), _pattern=pattern, _read=read)
     plan = plan_frames(pattern, frames, missing)
+    src = Source(path=text, kind=kind, frames=plan.frames, missing=plan.missing, _plan=plan, _pattern=pattern,
+                 _read=read).windowed()
     if check:
-        check_headers(pattern, plan)
-    return Source(path=text, kind=kind, frames=plan.frames, missing=plan.missing, _plan=plan, _pattern=pattern,
-                  _read=read)
+        check_headers(pattern, src._plan)
+    return src

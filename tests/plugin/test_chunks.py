@@ -1,0 +1,99 @@
+"""Chunks with handles: the frame window (core/frame_window.py) as every reader and writer sees it, plan_chunks,
+run_chunk's per-shot output names, merge's checks; on real data (marked slow): a shot rendered in chunks equals a
+single run."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from facegraph.core.errors import InputError
+from facegraph.core.frame_window import FrameWindow, frame_window
+from facegraph.core.io.frames import SequenceWriter, iter_frames
+from facegraph.core.io.images import read_image, write_image
+from facegraph.core.io.source import open_source
+from facegraph.plugin.chunks import chunk_name, merge, plan_chunks, run_chunk, run_graph
+
+
+@pytest.fixture
+def plate(tmp_path):
+    rng = np.random.default_rng(1)
+    for f in range(1001, 1011):
+        write_image(tmp_path / "in" / f"p.{f:04d}.exr", rng.random((6, 8, 3)).astype(np.float32), pixel_type="float")
+    return tmp_path / "in" / "p.####.exr"
+
+
+def _copy_graph(tmp_path, plate, out):
+    g = {"1": {"class_type": "FacegraphLoadImageSequence", "inputs": {"path": str(plate), "missing": "hold"}},
+         "2": {"class_type": "FacegraphSaveEXRSequence",
+               "inputs": {"images": ["1", 0], "sequence": ["1", 2], "path": str(out), "pixel_type": "float",
+                          "mode": "resume"}}}
+    p = tmp_path / "g.json"
+    p.write_text(json.dumps(g))
+    return str(p)
+
+
+def test_plan_chunks_covers_the_range_in_order():
+    assert plan_chunks((1001, 1010), 4) == [(1001, 1004), (1005, 1008), (1009, 1010)]
+    assert plan_chunks((5, 5), 10) == [(5, 5)]
+    with pytest.raises(InputError, match="at least 1"):
+        plan_chunks((1, 10), 0)
+    with pytest.raises(InputError, match="before the first"):
+        plan_chunks((10, 1), 2)
+
+
+def test_window_reads_handles_clipped_to_the_shot_and_writes_only_the_chunk(plate, tmp_path):
+    with frame_window(1001, 1003, 2):
+        src = open_source(plate)
+        assert src.frames == tuple(range(1001, 1006))  # 999, 1000 are not in the shot: clipped
+        assert [f.number for f in iter_frames(plate)] == list(range(1001, 1006))
+        w = SequenceWriter(tmp_path / "o" / "o.####.exr", mode="overwrite", pixel_type="float")
+        with w:
+            for f in range(1001, 1006):
+                w.write(f, np.zeros((2, 2, 3), np.float32))
+        assert w.outside == [1004, 1005] and len(w.written) == 3
+    assert open_source(plate).frames == tuple(range(1001, 1011))  # outside the block: the whole shot
+    with frame_window(2000, 2010), pytest.raises(InputError, match="outside the input's frames 1001-1010"):
+        open_source(plate)
+    with pytest.raises(InputError):
+        FrameWindow(5, 4)
+
+
+def test_hold_policy_is_decided_on_the_whole_shot(plate, tmp_path):
+    (tmp_path / "in" / "p.1005.exr").unlink()
+    with frame_window(1005, 1006, 0):
+        src = open_source(plate, range(1001, 1011), missing="hold")
+    assert src.frames == (1005, 1006) and src._plan.sources == (1004, 1006)
+
+
+def test_chunks_equal_a_single_run_and_run_chunk_is_picklable(plate, tmp_path):
+    graph = _copy_graph(tmp_path, plate, tmp_path / "out" / "o.####.exr")
+    job = pickle.loads(pickle.dumps(run_chunk))
+    summaries = [job(graph, {}, c, 2) for c in plan_chunks((1001, 1010), 4)]
+    assert [s["written"] for s in summaries] == [4, 4, 2] and json.dumps(summaries)
+    for f in range(1001, 1011):
+        a, _ = read_image(str(plate).replace("####", str(f)))
+        b, _ = read_image(tmp_path / "out" / f"o.{f}.exr")
+        assert np.array_equal(a, b)
+    # the graph hash in each frame is the single run's (the window is not part of the graph): a single run
+    # resumes every frame the chunks wrote
+    again = run_graph(graph, {})
+    assert again["kept"] == 10 and again["written"] == 0
+
+
+def test_chunk_names_of_per_shot_outputs():
+    assert chunk_name("facegraph/tracking", (1001, 1050)) == "facegraph/tracking.chunk_1001-1050"
+    assert chunk_name("sheet.png", (1, 2)) == "sheet.chunk_1-2.png"
+    assert chunk_name("facegraph/tracking [output]", (1, 2)) == "facegraph/tracking.chunk_1-2 [output]"
+
+
+def test_merge_refuses_what_is_not_one_shot(tmp_path):
+    with pytest.raises(InputError, match="not a chunk's output folder"):
+        merge(tmp_path / "out", [str(tmp_path)])
+    for name, frames in (("a", [1, 4]), ("b", [7, 9])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "facegraph_chunk.json").write_text(json.dumps(
+            {"schema": "facegraph.chunk", "version": 1, "output": "2.folder", "template": "t.json",
+             "assignments": {}, "frames": frames, "handles": 2, "cache_dir": "", "graph_hash": "x"}))
+    with pytest.raises(InputError, match="frames 5-6 are in no chunk"):
+        merge(tmp_path / "out", [str(tmp_path / "a"), str(tmp_path / "b")])
