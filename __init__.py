@@ -5,7 +5,10 @@ nothing else. The mappings are resolved on first access (PEP 562), so ``import f
 and host-free; ComfyUI's loader reads them with ``hasattr``/``getattr`` right after import.
 """
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
+
+#: the frontend extension (web/facegraph_text.js: a node's ui.text shown on the node), relative to this folder
+WEB_DIRECTORY = "./web"
 
 
 def __getattr__(name):
