@@ -87,6 +87,29 @@ def warp_to_crop(image: np.ndarray, alignment: Alignment, *, border: str = "cons
                        interpolation=interpolation)
 
 
+def crop_step(where, size: tuple[int, int]):
+    """A frame-stream step (core.io.stream) cutting each frame's aligned crop: ``where`` maps frame number ->
+    Alignment whose ``crop_from_frame`` is in display-window pixels and sized for ``size`` (w, h).
+
+    Convention: chunk images (B, C, H, W) float32 linear on any device (the frames' data windows, offset by the
+    chunk's ``offsets``) -> (B, C, h, w) crops, bicubic, zero outside the frame, offsets (0, 0). One batched warp
+    per chunk (core.warp: cv2 on the CPU, torch elsewhere); the same pixels as :func:`warp_to_crop` to float32
+    rounding of the matrices.
+    """
+    import torch
+
+    from .warp import warp_affine as warp_batch
+
+    def step(chunk):
+        # crop_from_frame maps display-window pixels; a frame's array is its data window, offset by (dx, dy)
+        mats = np.stack([where[n].crop_from_frame @ np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]], np.float64)
+                         for n, (dx, dy) in zip(chunk.numbers, chunk.offsets)])
+        m = torch.from_numpy(mats).to(device=chunk.images.device, dtype=chunk.images.dtype)
+        out = warp_batch(chunk.images, m, tuple(int(v) for v in size), interpolation="cubic", border="constant")
+        return dataclasses.replace(chunk, images=out, offsets=((0, 0),) * len(chunk))
+    return step
+
+
 def crop_mask(size: tuple[int, int], feather: float = 0.1) -> np.ndarray:
     """A soft rectangle (h, w) float32 in [0, 1]: 1 inside, falling to 0 over ``feather`` of the short side."""
     w, h = size

@@ -79,3 +79,27 @@ def draw_faces(rgb8: np.ndarray, faces, point_size: int = 1, boxes: bool = True,
                 cv2.circle(img, (int(round((x - 0.5) * s)), int(round((y - 0.5) * s))), (point_size + 2) * s,
                            (255, 0, 255), 1, cv2.LINE_AA, shift=4)
     return img
+
+
+def draw_step(faces_by_frame, view: ViewOptions = ViewOptions(exposure="none"), point_size: int = 1,
+              boxes: bool = True, points: str = "auto"):
+    """A frame-stream step (core.io.stream) drawing each frame's faces over its view-transformed picture.
+
+    Convention: chunk images (B, C, H, W) scene-linear float32 (data windows, offset by the chunk's ``offsets``;
+    ``faces_by_frame``: frame number -> FrameFaces in display-window pixels) -> (B, 3, H, W) display-referred
+    float32 in [0, 1] (the uint8 picture of :func:`draw_faces` / 255), on the chunk's device.
+    """
+    import dataclasses
+
+    import torch
+
+    def step(chunk):
+        px = chunk.images.detach().permute(0, 2, 3, 1).cpu().numpy()
+        out = []
+        for n, (dx, dy), img in zip(chunk.numbers, chunk.offsets, px):
+            ff = faces_by_frame.get(n)
+            drawn = ff.shifted(-dx, -dy).faces if ff is not None else ()
+            out.append(draw_faces(to_display(img, view), drawn, point_size, boxes, points))
+        pics = torch.from_numpy(np.stack(out).astype(np.float32) / 255.0).permute(0, 3, 1, 2)
+        return dataclasses.replace(chunk, images=pics.to(chunk.images.device))
+    return step

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..core import progress
-from ..core.align import crop_mask
+from ..core.align import crop_mask, crop_step
 from ..core.colour import ViewOptions
 from ..core.errors import InputError
 from ..core.io.frames import SequenceInfo, sequence_info
@@ -22,15 +22,14 @@ from ..core.io.images import EXR_COMPRESSIONS, HALF_OVERFLOW_POLICIES, NONFINITE
 from ..core.io.frames import WRITE_MODES
 from ..core.io.sequence import MISSING_POLICIES, parse_frames
 from ..core.io.source import open_source
-from ..core.io.stream import DEFAULT_CHUNK, Chunk, FrameStream, open_stream
+from ..core.io.stream import DEFAULT_CHUNK, FrameStream, open_stream
 from ..core.paths import INPUT_TIP, OUTPUT_TIP
-from ..core.preview import contact_sheet, draw_faces, to_display
+from ..core.preview import contact_sheet, draw_step, to_display
 from ..core.shot import ShotResult, scaled_alignment
-from ..core.warp import warp_affine
 from .io import FILE_COLOURSPACES, _COLOURSPACE_TIP, _as_file_colourspace, _check_file_colourspace, files_changed, \
     sequence_writer, writer_result
 from .types import (ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, SEQUENCE, STRING, TRACKS, in_path,
-                    mask_to_numpy, numpy_to_image, numpy_to_mask, out_path, widget)
+                    mask_to_numpy, numpy_to_mask, out_path, widget)
 
 FRAMES = "FACEGRAPH_FRAMES"  # core.io.stream.FrameStream: a lazy, chunked sequence of frames
 STREAM_CATEGORY = f"{CATEGORY}/stream"
@@ -127,14 +126,7 @@ class StreamTrackCrops:
             raise InputError(f"track {t.track_id} is not in the stream's frames {stream.frames[0]}-{stream.frames[-1]}"
                              if stream.frames else "the stream has no frames")
 
-        def step(chunk: Chunk) -> Chunk:
-            # the alignments map display-window pixels; a frame's array is its data window, offset by (dx, dy)
-            mats = np.stack([where[n].crop_from_frame @ np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]], np.float64)
-                             for n, (dx, dy) in zip(chunk.numbers, chunk.offsets)])
-            m = torch.from_numpy(mats).to(device=chunk.images.device, dtype=chunk.images.dtype)
-            out = warp_affine(chunk.images, m, (size, size), interpolation="cubic", border="constant")
-            return dataclasses.replace(chunk, images=out, offsets=((0, 0),) * len(chunk))
-
+        step = crop_step(where, (size, size))
         info = dataclasses.replace(stream.info, filled=(), data_window=(0, 0, size, size),
                                    display_window=(0, 0, size, size), attributes=())
         out = stream.then(f"track crops ({t.track_id})", step, frames=numbers, info=info)
@@ -169,19 +161,8 @@ class StreamDrawLandmarks:
         stream = _stream(frames)
         if stream.referred != "scene":
             raise InputError("Draw Landmarks (streamed) needs scene-linear frames, got display-referred ones")
-        by_frame = {ff.frame: ff for ff in faces}
-        view = ViewOptions(exposure="none", stops=stops)
-
-        def step(chunk: Chunk) -> Chunk:
-            px = chunk.images.detach().permute(0, 2, 3, 1).cpu().numpy()
-            out = []
-            for n, (dx, dy), img in zip(chunk.numbers, chunk.offsets, px):
-                ff = by_frame.get(n)
-                drawn = ff.shifted(-dx, -dy).faces if ff is not None else ()
-                out.append(draw_faces(to_display(img, view), drawn, point_size, boxes, points))
-            pics = torch.from_numpy(np.stack(out).astype(np.float32) / 255.0).permute(0, 3, 1, 2)
-            return dataclasses.replace(chunk, images=pics.to(chunk.images.device))
-
+        step = draw_step({ff.frame: ff for ff in faces}, ViewOptions(exposure="none", stops=stops), point_size,
+                         boxes, points)
         return (stream.then("draw landmarks", step, referred="display", channels=3),)
 
 
