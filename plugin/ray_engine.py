@@ -55,9 +55,13 @@ OBJECT_STORE_BYTES = 96 * 1024 * 1024
 ACTOR_START_TIMEOUT_S = 600.0
 # Seconds between checks for a finished chunk, so an interruption (ComfyUI's stop button) is seen promptly.
 POLL_S = 0.5
-# Environment of every actor: one torch / OpenMP thread, and OpenMP threads that sleep instead of spinning
-# when idle (the OpenMP spec's OMP_WAIT_POLICY; spinning workers steal the cores of the other actors).
-ACTOR_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# Environment of every actor, set before its process imports torch: OpenMP threads that sleep instead of
+# spinning when idle (OMP_WAIT_POLICY: OpenMP 4.5 spec section 4.8, read by GNU libgomp when it loads;
+# KMP_BLOCKTIME=0 the same for Intel / LLVM OpenMP), since a spinning worker steals the core of the other actor;
+# one thread in every threaded maths library (OpenMP / MKL / OpenBLAS read these when they load) and in
+# facegraph's own models (FACEGRAPH_THREADS, models/threads.py).
+ACTOR_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+             "OPENBLAS_NUM_THREADS": "1", "FACEGRAPH_THREADS": "1"}
 MISSING_RAY = "the Ray engine needs Ray, which is not installed"
 MISSING_RAY_HINT = "pip install facegraph[ray] (or use --engine local)"
 
@@ -76,14 +80,17 @@ class ChunkWorker:
     """What each Ray actor is: a process that runs chunks one after another, models cached between them.
 
     ``chunk_fn`` is the function a chunk runs (default :func:`facegraph.plugin.chunks.run_chunk`, imported in
-    the actor); tests pass a stand-in. Torch runs on one thread: set here for run_chunk (which uses torch);
-    a stand-in that imports torch later gets one thread from OMP_NUM_THREADS=1 (:data:`ACTOR_ENV`), which torch
-    reads when it starts.
+    the actor); tests pass a stand-in. For run_chunk the actor imports torch (one thread) and the node classes
+    when it starts (seconds: part of the actors' start-up, not of the first chunk); a stand-in that imports
+    torch later gets one thread from OMP_NUM_THREADS=1 (:data:`ACTOR_ENV`), which torch reads when it loads.
+    Models load on first use and stay in the process's model cache for the actor's later chunks.
     """
 
     def __init__(self, chunk_fn: Callable[..., dict] | None = None) -> None:
         if chunk_fn is None:
             import torch
+
+            from ..nodes import NODE_CLASSES  # noqa: F401  (the graph runner's node registry, imported once)
 
             torch.set_num_threads(1)
         self._fn = chunk_fn
@@ -189,8 +196,9 @@ def _actor_resources(ray) -> tuple[dict, int]:
 
 
 def _actor_env() -> dict[str, str]:
-    env = dict(ACTOR_ENV)
-    env.update({k: v for k, v in os.environ.items() if k.startswith("FACEGRAPH_")})
+    """The driver's FACEGRAPH_* variables (model mirror, offline flag, cache), then :data:`ACTOR_ENV`."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("FACEGRAPH_")}
+    env.update(ACTOR_ENV)
     return env
 
 

@@ -3,8 +3,10 @@
 The cluster tests are ``slow`` (Ray's start-up and each actor's import of torch take seconds on this machine):
 run them with ``-m slow``.
 
-(a) the same frames as the run in this process; (b) a worker killed in the middle of a chunk is replaced and the
-chunk run again, with the same result; (c) without Ray, a clear message saying how to install it.
+(a) the same frames as the same job run in this process (a stand-in chunk function, and a real template on a
+real clip through plugin.chunks.run_chunk); (b) on the real template, a worker killed in the middle of a chunk
+is replaced and the chunk run again, with the same frames; (c) without Ray, a clear message saying how to
+install it; a chunk that keeps failing stops the job with its error, a user's error at once.
 """
 from __future__ import annotations
 
@@ -144,28 +146,84 @@ def test_same_output_as_this_process(cluster, toy_shot, tmp_path):
     assert sorted(n for _, *n in seen if _ == "advance") == [[2], [5], [5]]
 
 
+# ------------------------------------------------------------------------------------- a real template
+# Analyse Shot (detector + landmarks, RTS smoothing over the chunk and its handles) -> stabilised crops -> EXR:
+# models in every actor, a temporal filter across chunk boundaries, frames written per chunk.
+REAL_GRAPH = {
+    "1": {"class_type": "FacegraphLoadImageSequence", "inputs": {"path": "${input}", "missing": "hold"}},
+    "2": {"class_type": "FacegraphAnalyseShot", "inputs": {"path": "${input}", "missing": "hold"}},
+    "3": {"class_type": "FacegraphTrackCrops", "inputs": {"images": ["1", 0], "sequence": ["1", 2],
+                                                          "tracks": ["2", 1], "size": 96}},
+    "4": {"class_type": "FacegraphSaveEXRSequence", "inputs": {"images": ["3", 0], "sequence": ["3", 3],
+                                                               "path": "crops/crop.####.exr",
+                                                               "pixel_type": "float", "mode": "overwrite"}},
+}
+
+
+@pytest.fixture(scope="module")
+def real_plate(data, tmp_path_factory):
+    """16 frames (1001-1016) of a real talking-head clip as a half-float EXR sequence."""
+    from facegraph.core.io.images import write_image
+    from facegraph.core.io.video import iter_video
+
+    d = tmp_path_factory.mktemp("plate")
+    for f in iter_video(data / "video" / "d3.mp4", range(16), first_frame=1001):
+        write_image(d / f"plate.{f.number}.exr", f.pixels, pixel_type="half")
+    return d / "plate.####.exr"
+
+
+def _frames(folder: Path) -> dict[int, tuple[np.ndarray, str]]:
+    from facegraph.core.io.images import read_image
+
+    out = {}
+    for p in sorted(folder.glob("crop.*.exr")):
+        px, info = read_image(p)
+        out[int(p.name.split(".")[1])] = (px, info.attribute("facegraph:graph_hash"))
+    return out
+
+
 @pytest.mark.slow
-def test_killed_worker_is_retried(cluster, toy_shot, tmp_path):
-    single, chunked, marker = tmp_path / "single", tmp_path / "ray", tmp_path / "killed"
-    single.mkdir(), chunked.mkdir()
-    params = {"radius": 1}
-    _stand_in_run_chunk("toy", params, (1001, 1012), 0, input_dir=str(toy_shot), output_dir=str(single))
+@pytest.mark.shared
+def test_real_template_with_a_killed_worker_equals_this_process(cluster, real_plate, tmp_path, monkeypatch):
+    chunks = _chunks_module()
+    if chunks is None:
+        pytest.skip("plugin/chunks.py (run_chunk) is not there yet")
+    import torch
+
+    template = tmp_path / "crops.json"
+    template.write_text(json.dumps(REAL_GRAPH))
+    params = {"input": str(real_plate)}
+    here, there, marker = tmp_path / "here", tmp_path / "ray", tmp_path / "killed"
+    # this process with the actors' thread policy (one thread), so the two runs do the same arithmetic
+    monkeypatch.setenv("FACEGRAPH_THREADS", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = ray_engine.run_local(str(template), params, (1001, 1016), chunk=8, handles=3,
+                                     output_dir=str(here), cache_dir=str(tmp_path / "cache_here"))
+    finally:
+        torch.set_num_threads(threads)
+    run_chunk = chunks.run_chunk
 
     def dies_once(template, assignments, frames, handles, **folders):
-        """The first chunk to reach here kills its own process half-way through (SIGKILL: no clean-up)."""
-        if frames[0] == 1006 and not os.path.exists(marker):
+        """The second chunk's first attempt: SIGKILL its own process 0.5 s in (models loading or running)."""
+        if frames[0] == 1009 and not os.path.exists(marker):
             open(marker, "w").close()
-            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGKILL)).start()
-            _stand_in_run_chunk(template, assignments, (frames[0], frames[0] + 1), handles, **folders)
-            threading.Event().wait(30)
-        return _stand_in_run_chunk(template, assignments, frames, handles, **folders)
+            threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGKILL)).start()
+            run_chunk(template, assignments, frames, handles, **folders)
+            threading.Event().wait(60)  # finished before the kill: die anyway
+        return run_chunk(template, assignments, frames, handles, **folders)
 
-    out = ray_engine.run_on_ray("toy", params, (1001, 1012), chunk=5, handles=1, workers=2,
-                                input_dir=str(toy_shot), output_dir=str(chunked), chunk_fn=dies_once)
-    assert marker.exists()
-    assert out["retries"] == 1
-    assert [c["attempts"] for c in out["chunks"]] == [1, 2, 1]
-    assert _outputs(chunked) == _outputs(single)
+    out = ray_engine.run_on_ray(str(template), params, (1001, 1016), chunk=8, handles=3, workers=2,
+                                output_dir=str(there), cache_dir=str(tmp_path / "cache_ray"), chunk_fn=dies_once)
+    assert marker.exists() and out["retries"] == 1
+    assert [c["attempts"] for c in out["chunks"]] == [1, 2]
+    assert [c["summary"]["written"] for c in out["chunks"]] == [c["summary"]["written"] for c in local["chunks"]]
+    a, b = _frames(here / "crops"), _frames(there / "crops")
+    assert sorted(a) == list(range(1001, 1017)) and sorted(b) == sorted(a)
+    for f in a:
+        assert np.array_equal(a[f][0], b[f][0]), f"frame {f}"
+        assert a[f][1] == b[f][1]  # the same graph hash in every frame
 
 
 @pytest.mark.slow
