@@ -1,4 +1,5 @@
-"""ComfyUI registration and bridges (progress, interruption, device, model folder, UI picture folder).
+"""ComfyUI registration and bridges (progress, interruption, device, model folder, UI picture folder, memory:
+facegraph's torch models under ComfyUI's model manager, see memory.py).
 
 Every ``comfy.*`` / ``folder_paths`` import is lazy and guarded: importing ``comfy.model_management`` at module
 level crashes ComfyUI's custom-node loader on machines without a GPU, and outside ComfyUI none of them exist.
@@ -10,6 +11,7 @@ import os
 
 from ...core import paths, progress
 from ...models import devices
+from ...models.cache import default_cache
 from ...models.store import default_store
 from ...nodes import DISPLAY_NAMES, NODE_CLASSES
 
@@ -128,6 +130,12 @@ def install_bridges() -> bool:
     except Exception as exc:
         log.warning("facegraph: could not register the model folder: %s", exc)
     default_store().host_dirs = _model_folders
+    try:
+        from . import memory
+
+        memory.install(default_cache())  # torch models under ComfyUI's memory manager (comfy imported lazily)
+    except Exception as exc:
+        log.warning("facegraph: models stay outside ComfyUI's memory manager: %s", exc)
     devices.host_device_provider = _host_device
     progress.set_fallback(ComfyReporter())
     progress.set_ui_folder(_ui_folder)

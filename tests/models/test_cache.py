@@ -11,6 +11,9 @@ from facegraph.core.errors import InputError
 from facegraph.models.cache import CacheKey, ModelCache, model_bytes, parse_bytes, tensor_bytes, torch_modules
 
 
+ops = torch.nn  # layers through a namespace, as the ported networks build theirs (README: comfy-test)
+
+
 class _Closable:
     def __init__(self):
         self.closed = False
@@ -130,8 +133,8 @@ class _TorchWrapper:
 
     def __init__(self):
         self.device = "cpu"
-        self.net = torch.nn.Linear(100, 10)            # 1010 float32 parameters
-        self.parts = [torch.nn.Conv2d(3, 8, 3), self.net]  # listed twice: counted once
+        self.net = ops.Linear(100, 10)            # 1010 float32 parameters
+        self.parts = [ops.Conv2d(3, 8, 3), self.net]  # listed twice: counted once
         self.net.register_buffer("stats", torch.zeros(256))
 
 
@@ -141,7 +144,7 @@ def test_model_bytes_counts_torch_parameters_and_buffers_once():
     conv = 8 * 3 * 3 * 3 + 8
     assert model_bytes(w) == 4 * (1010 + 256 + conv) == tensor_bytes([w.net, w.parts[0], w.net])
     assert model_bytes(w.net) == 4 * (1010 + 256)
-    tied = torch.nn.Sequential(torch.nn.Linear(4, 4, bias=False), torch.nn.Linear(4, 4, bias=False))
+    tied = ops.Sequential(ops.Linear(4, 4, bias=False), ops.Linear(4, 4, bias=False))
     tied[1].weight = tied[0].weight
     assert model_bytes(tied) == 4 * 16
 
