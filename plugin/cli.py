@@ -1,8 +1,8 @@
 """The ``facegraph`` command line. Library code raises; only this entry point turns errors into exit codes.
 
-Exit codes: 0 success, 1 a check failed (e.g. a hash mismatch in ``models verify``), 2 bad input or a failed run
-(one line naming the file / frame / node / option and what to do; the traceback only with ``--debug``),
-130 interrupted.
+Exit codes (EXIT_CODES, shown by ``facegraph run --help``): 0 success, 1 a check failed (e.g. a hash mismatch in
+``models verify``), 2 bad input or a failed run (one line naming the file / frame / node / option and what to do;
+the traceback only with ``--debug``), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -153,28 +153,236 @@ def _models_pin(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------------- run
+EXIT_CODES = """exit codes:
+  0    success (a dry run: the graph is valid)
+  1    a check failed (models verify: a hash mismatch or an unpinned file)
+  2    bad input or a failed run: unknown node, missing or mistyped input, bad parameter, unreadable frame,
+       refused overwrite, a failing node (one line naming the file / frame / node / input and what to do;
+       the traceback with --debug)
+  130  interrupted (Ctrl-C / SIGINT)"""
+
+RUN_EPILOG = """A template's named parameters (--help-params lists them) set every node input they feed; any node input is
+also set directly as --set NODE.INPUT=VALUE. --frames A-B runs that part of the shot: readers read A-K..B+K
+(--handles K, clipped to the shot) so temporal filters see the handles; frame-sequence writers write only
+A..B. --chunked (what farm jobs pass) also names per-shot outputs (folders, stills) after the chunk,
+<name>.chunk_A-B, and `facegraph merge` joins the chunks' tracking exports into the single run's, through the
+shot cache shared by every chunk (--cache DIR).
+
+""" + EXIT_CODES
+
+
+def parse_span(text: str) -> tuple[int, int]:
+    """``"1001-1100"`` / ``"1001"`` / ``"-5--1"`` -> (first, last), inclusive; InputError otherwise."""
+    m = re.fullmatch(r"\s*(-?\d+)\s*(?:-\s*(-?\d+)\s*)?", text or "")
+    if not m:
+        raise InputError(f"--frames {text!r}: give a contiguous range FIRST-LAST (e.g. 1001-1100) or one frame")
+    a = int(m.group(1))
+    b = int(m.group(2)) if m.group(2) is not None else a
+    if b < a:
+        raise InputError(f"--frames {text}: the last frame is before the first", hint=f"write {b}-{a}")
+    return a, b
+
+
 @command
 def add_run(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run a graph (ComfyUI API format, JSON or YAML) headless")
+    p = sub.add_parser("run", help="run a graph (template, ComfyUI API or UI format, JSON or YAML) headless",
+                       epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("graph")
-    p.add_argument("--set", action="append", metavar="NAME=VALUE", help="template parameter (repeatable)")
+    p.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="template parameter, or NODE.INPUT=VALUE for one node input (repeatable)")
+    p.add_argument("--frames", metavar="A-B", help="run frames A-B of the shot (a chunk)")
+    p.add_argument("--handles", type=int, default=0, metavar="K",
+                   help="read K more frames each side of --frames for temporal filters; write only A-B")
+    p.add_argument("--chunked", action="store_true",
+                   help="this run is one chunk of a shot: per-shot outputs go to <name>.chunk_A-B (see merge)")
+    p.add_argument("--cache", default="", metavar="DIR",
+                   help="the shot cache folder (per-frame analysis), shared by every chunk of a shot")
+    p.add_argument("--shot", metavar="A-B", help="the whole shot's frames: --frames is clipped to them (farm jobs)")
     p.add_argument("--input-dir", default="", help="where relative paths that nodes read go (default: here)")
     p.add_argument("--output-dir", default="", help="where relative paths that nodes write go (default: here)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the graph and print the plan (nodes, frames, outputs); run and write nothing")
+    p.add_argument("--help-params", action="store_true", help="list the template's named parameters and exit")
+    p.add_argument("--json", action="store_true", help="print the summary (or the dry run's plan) as JSON")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .runner import parse_assignments, run_file
-
     from ..core.paths import folders
+    from .chunks import run_graph
+    from .runner import describe, format_parameters, format_plan, load_template, parse_assignments
 
-    with folders(input=args.input_dir or None, output=args.output_dir or None):
-        result = run_file(args.graph, parse_assignments(args.set))
+    if args.help_params:
+        print("\n".join(format_parameters(load_template(args.graph))))
+        return 0
+    if args.handles < 0:
+        raise InputError(f"--handles must be >= 0, got {args.handles}")
+    span = parse_span(args.frames) if args.frames else None
+    if span is not None and args.shot:
+        shot = parse_span(args.shot)
+        clipped = (max(span[0], shot[0]), min(span[1], shot[1]))
+        if clipped[1] < clipped[0]:
+            raise InputError(f"--frames {args.frames} is outside --shot {args.shot}")
+        span = clipped
+    if (args.handles or args.chunked) and span is None:
+        raise InputError("--handles and --chunked need --frames A-B (the chunk)")
+    sets = parse_assignments(args.set)
+    if args.dry_run:
+        with folders(input=args.input_dir or None, output=args.output_dir or None):
+            plan = describe(args.graph, sets, span, args.handles, args.chunked)
+        if args.json:
+            print(json.dumps(plan, indent=1, default=str))
+            return 0
+        print("\n".join(format_plan(plan)))
+        print("\n".join(format_parameters(load_template(args.graph))))
+        problems = [r for r in plan["reads"] if r.get("problem")]
+        print(f"dry run: the graph is valid; {len(plan['nodes'])} node(s) would run" +
+              (f"; {len(problems)} input(s) cannot be planned yet (see reads)" if problems else ""))
+        return 0
+    summary = run_graph(args.graph, sets, span, args.handles, args.input_dir, args.output_dir, args.cache,
+                        chunked=args.chunked)
+    result = summary.pop("run")
     for nid, ui in result.ui.items():
-        if ui:
-            log.info("node %s: %s", nid, ui)
-    total = sum(result.seconds.values())
-    log.info("ran %d nodes in %.2f s (graph %s)", len(result.order), total, result.graph_hash)
+        if ui and ui.get("text"):
+            log.info("node %s: %s", nid, " ".join(map(str, ui["text"])))
+    frames = summary["written"] + summary["kept"]
+    rate = summary["written"] / summary["seconds"] if summary["seconds"] > 0 else 0.0
+    slowest = sorted(result.seconds.items(), key=lambda kv: -kv[1])[:3]
+    log.info("done: %d node(s) in %.1f s; %d frame file(s) written, %d kept (resume)%s; slowest: %s; graph %s",
+             len(result.order), summary["seconds"], summary["written"], summary["kept"],
+             f", {rate:.2f} frames/s" if frames else "",
+             ", ".join(f"node {k} {v:.1f} s" for k, v in slowest), result.graph_hash)
+    for out in summary["outputs"]:
+        log.info("output: %s", out)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    return 0
+
+
+class ProgressLog:
+    """A reporter for ``facegraph run``: the tqdm bars on a terminal (rate and ETA included), and where stderr
+    is not a terminal (farm logs) one log line per task at most every ``every`` seconds and at its end:
+    ``label: done/total, frames/s, ETA``."""
+
+    def __init__(self, inner, every: float = 10.0) -> None:
+        import time
+
+        self.inner = inner
+        self.every = every
+        self._clock = time.perf_counter
+        self._tasks: list[list] = []  # [label, total, done, t0, last_log]
+        self._log = not sys.stderr.isatty()
+
+    def start(self, total: int, label: str) -> None:
+        self.inner.start(total, label)
+        now = self._clock()
+        self._tasks.append([label, int(total), 0, now, now])
+
+    def advance(self, n: int = 1) -> None:
+        self.inner.advance(n)
+        if not self._tasks:
+            return
+        t = self._tasks[-1]
+        t[2] += n
+        now = self._clock()
+        if self._log and now - t[4] >= self.every:
+            t[4] = now
+            log.info("%s", self.line(t, now))
+
+    def finish(self) -> None:
+        self.inner.finish()
+        if self._tasks:
+            t = self._tasks.pop()
+            if self._log and t[1] > 1 and self._clock() - t[3] >= self.every:
+                log.info("%s (done)", self.line(t, self._clock()))
+
+    def check_interrupt(self) -> None:
+        self.inner.check_interrupt()
+
+    @staticmethod
+    def line(t: list, now: float) -> str:
+        label, total, done, t0 = t[:4]
+        dt = max(now - t0, 1e-9)
+        rate = done / dt
+        eta = (total - done) / rate if rate > 0 and total else float("nan")
+        return (f"{label}: {done}/{total or '?'}, {rate:.2f}/s" +
+                (f", ETA {eta:.0f} s" if eta == eta else ""))
+
+
+# ------------------------------------------------------------------------------------------------- merge
+@command
+def add_merge(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("merge", help="join the chunks of a shot (their tracking exports) into the single run's",
+                       epilog="OUT: the merged folder (e.g. facegraph/tracking). CHUNK_DIRS: the chunks' folders, "
+                              "<name>.chunk_A-B, written by `facegraph run --chunked` (each holds "
+                              "facegraph_chunk.json). The merge re-runs the export's branch over the whole shot "
+                              "from the chunks' shared --cache: the result equals a single run's.\n\n" + EXIT_CODES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out")
+    p.add_argument("chunk_dirs", nargs="+")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_merge)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from .chunks import merge
+
+    res = merge(args.out, args.chunk_dirs)
+    if args.json:
+        print(json.dumps(res, indent=1))
+    log.info("merged %d chunk(s), frames %d-%d, into %s in %.1f s", res["chunks"], *res["frames"], res["output"],
+             res["seconds"])
+    return 0
+
+
+# -------------------------------------------------------------------------------------------------- farm
+@command
+def add_farm(sub: argparse._SubParsersAction) -> None:
+    from .farm import MANAGERS
+
+    p = sub.add_parser("farm", help="render farm job files for a template (Deadline, OpenCue, OpenJD)")
+    fsub = p.add_subparsers(dest="action", required=True)
+    jp = fsub.add_parser("job", help="write the job file(s) that run a template in chunks with handles",
+                         epilog="deadline: --out is a folder (job_info.txt, plugin_info.txt, merge*_*.txt, "
+                                "submit.sh); opencue: a job spec XML; openjd: a job template YAML. Without --out "
+                                "the files are printed. Each chunk runs `facegraph run TEMPLATE --frames START-END "
+                                "--handles K --chunked --shot A-B --cache DIR`; a merge step joins the tracking "
+                                "exports.\n\n" + EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    jp.add_argument("--manager", choices=MANAGERS, required=True)
+    jp.add_argument("template")
+    jp.add_argument("--frames", required=True, metavar="A-B", help="the shot's frames")
+    jp.add_argument("--chunk", type=int, required=True, metavar="N", help="frames per chunk (task)")
+    jp.add_argument("--handles", type=int, default=0, metavar="K")
+    jp.add_argument("--set", action="append", metavar="NAME=VALUE")
+    jp.add_argument("--cache", required=True, metavar="DIR", help="shot cache on storage every worker sees")
+    jp.add_argument("--input-dir", default="")
+    jp.add_argument("--output-dir", default="")
+    jp.add_argument("--facegraph", default="", metavar="EXE",
+                    help="the facegraph executable on the workers (default: the one beside this Python)")
+    jp.add_argument("--name", default="", help="job name")
+    jp.add_argument("--out", default="", metavar="FILE")
+    jp.set_defaults(func=_farm_job)
+
+
+def _farm_job(args: argparse.Namespace) -> int:
+    from .farm import FarmJob, job_files, write_job
+    from .runner import Runner, bind, load_template, parse_assignments
+
+    sets = parse_assignments(args.set)
+    graph, params = bind(load_template(args.template), sets)
+    Runner().prepare(graph, params)  # a job that would fail on every worker fails here, once
+    job = FarmJob(template=args.template, frames=parse_span(args.frames), chunk=args.chunk, handles=args.handles,
+                  assignments=sets, cache_dir=args.cache, input_dir=args.input_dir, output_dir=args.output_dir,
+                  executable=args.facegraph, name=args.name)
+    if not args.out:
+        files = job_files(args.manager, job)
+        for name, text in files.items():
+            if len(files) > 1:
+                print(f"# ---- {name}")
+            print(text, end="")
+        return 0
+    for path in write_job(args.manager, job, args.out):
+        log.info("wrote %s", path)
     return 0
 
 
@@ -534,7 +742,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_VALUE_OPTIONS = ("--frames", "--box", "--strength", "--stops", "--start-frame")
+_VALUE_OPTIONS = ("--frames", "--shot", "--box", "--strength", "--stops", "--start-frame")
 _NEGATIVE = re.compile(r"-\d")
 
 
@@ -566,7 +774,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="facegraph: %(message)s", stream=sys.stderr)
     logging.getLogger().setLevel(level)
     try:
-        with job(), progress.reporting(TqdmReporter()):
+        with job(), progress.reporting(ProgressLog(TqdmReporter())):
             return int(args.func(args) or 0)
     except FacegraphError as exc:
         if args.debug:

@@ -530,3 +530,131 @@ def run_file(path: str | Path, assignments: Mapping[str, Any] | None = None, *,
         return Runner().run(graph, params, after_prepare=after_prepare)
     except FacegraphError as exc:
         raise exc.with_context(file=str(path))
+
+
+def describe(path: str | Path, assignments: Mapping[str, Any] | None = None, frames: tuple[int, int] | None = None,
+             handles: int = 0, chunked: bool = False) -> dict:
+    """The plan of a run without running it (``facegraph run --dry-run``): the graph is bound and checked as a
+    run would (unknown node, missing or mistyped input, bad parameter: GraphError naming the node and input),
+    then described: ``nodes`` in run order (id, class, links), ``frames`` each reader would read (planned from
+    the disk listing, inside the frame window when ``frames`` is given; nothing is decoded), ``outputs``
+    (resolved output paths; a chunk's per-shot outputs under their chunk names) and ``parameters``. Nothing
+    is written."""
+    from ..core.frame_window import frame_window
+    from ..core.paths import INPUT_TIP, OUTPUT_TIP, resolve
+    from .chunks import chunk_name
+
+    template = load_template(path)
+    graph, params = bind(template, assignments)
+    runner = Runner()
+    try:
+        prepared = runner.prepare(graph, params)
+        order = runner.order(prepared)
+    except FacegraphError as exc:
+        raise exc.with_context(file=str(path))
+    nodes, reads, outputs = [], [], []
+    for nid in order:
+        node = prepared[nid]
+        cls = runner.node_classes[node["class_type"]]
+        spec = cls.INPUT_TYPES()
+        decls = {**spec.get("required", {}), **spec.get("optional", {})}
+        links = {k: f"{v[0]}:{v[1]}" for k, v in node["inputs"].items() if _is_link(v)}
+        nodes.append({"id": nid, "class": node["class_type"], "links": links})
+        for name, decl in decls.items():
+            tip = str(decl[1].get("tooltip", "")) if len(decl) > 1 and isinstance(decl[1], dict) else ""
+            value = node["inputs"].get(name)
+            if decl[0] != "STRING" or not isinstance(value, str) or not value.strip():
+                continue
+            if OUTPUT_TIP in tip:
+                shown = chunk_name(value, frames) if chunked and frames and _is_still(value) else value
+                outputs.append({"node": nid, "input": name, "path": resolve(shown, "output")})
+            elif INPUT_TIP in tip:
+                window = frame_window(*frames, handles) if frames else _null()
+                with window:
+                    reads.append({"node": nid, "input": name, "path": resolve(value, "input"),
+                                  **_planned(resolve(value, "input"), node["inputs"].get("frames"),
+                                             node["inputs"].get("missing", "error"))})
+    return {"file": str(path), "nodes": nodes, "reads": reads, "outputs": outputs,
+            "window": {"frames": list(frames), "handles": handles, "chunked": chunked} if frames else None,
+            "parameters": {n: {**p.to_dict(), "value": _fed_value(graph, p)} for n, p in template.parameters.items()},
+            "text_parameters": {k: v for k, v in params.items()}}
+
+
+def _null():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _is_still(value: str) -> bool:
+    from ..core.io.sequence import SequencePattern
+
+    text = re.sub(r"\s*\[(input|output|temp)\]\s*$", "", value.strip())
+    return SequencePattern.parse(text).is_still
+
+
+def _fed_value(graph: dict, spec: ParamSpec) -> Any:
+    if not spec.feeds:
+        return spec.default
+    nid, _, inp = spec.feeds[0].partition(".")
+    return (graph.get(nid, {}).get("inputs") or {}).get(inp, spec.default)
+
+
+def _planned(path: str, frames: Any, missing: Any) -> dict:
+    """What a reader would read: kind and frame range (from the disk listing; nothing decoded)."""
+    from ..core.io.sequence import parse_frames
+    from ..core.io.source import open_source
+
+    try:
+        src = open_source(path, parse_frames(frames) if isinstance(frames, str) else None,
+                          missing=missing if isinstance(missing, str) else "error", check=False)
+    except (FacegraphError, OSError) as exc:
+        return {"kind": "?", "count": 0, "problem": str(exc)}
+    out = {"kind": src.kind, "count": len(src.frames)}
+    if src.frames and src.kind != "still":
+        out["frames"] = [min(src.frames), max(src.frames)]
+    if src.missing:
+        out["missing"] = len(src.missing)
+    return out
+
+
+def format_plan(plan: dict) -> list[str]:
+    """Lines of text for :func:`describe`'s plan."""
+    lines = [f"plan of {plan['file']}"]
+    if plan["window"]:
+        w = plan["window"]
+        lines.append(f"chunk: frames {w['frames'][0]}-{w['frames'][1]}, handles {w['handles']}"
+                     + (" (per-shot outputs under chunk names)" if w["chunked"] else ""))
+    lines.append(f"nodes ({len(plan['nodes'])}, in run order):")
+    for n in plan["nodes"]:
+        links = ", ".join(f"{k}<-{v}" for k, v in n["links"].items())
+        lines.append(f"  {n['id']:>3} {n['class']}" + (f"  [{links}]" if links else ""))
+    lines.append("reads:")
+    for r in plan["reads"]:
+        what = (f"{r['kind']}, {r['count']} frame(s)" + (f" {r['frames'][0]}-{r['frames'][1]}" if "frames" in r else "")
+                + (f", {r['missing']} missing (filled by policy)" if r.get("missing") else ""))
+        if r.get("problem"):
+            what = f"cannot plan: {r['problem']}"
+        lines.append(f"  {r['node']}.{r['input']}: {r['path']} ({what})")
+    lines.append("writes:")
+    for o in plan["outputs"]:
+        lines.append(f"  {o['node']}.{o['input']}: {o['path']}")
+    return lines
+
+
+def format_parameters(plan_or_template: Template) -> list[str]:
+    """Lines listing a template's parameters: name, type, default, what it feeds, help."""
+    t = plan_or_template
+    lines = [f"parameters of {t.path} (--set NAME=VALUE; any node input: --set NODE.INPUT=VALUE):"]
+    if not t.parameters and not t.defaults:
+        lines.append("  (none declared)")
+    for name, p in t.parameters.items():
+        typ = "|".join(map(str, p.type)) if isinstance(p.type, tuple) else p.type
+        feeds = f"  -> {', '.join(p.feeds)}" if p.feeds else ""
+        lines.append(f"  {name} ({typ}, default {p.default!r}){feeds}")
+        if p.help:
+            lines.append(f"      {p.help}")
+    for name, v in t.defaults.items():
+        lines.append(f"  {name} (${{{name}}}, default {v!r})")
+    return lines
+

@@ -2,10 +2,17 @@
 the same files headless). Edit the graphs here, then:
 
     .venv/bin/python tests/golden/make_workflows.py
+
+Each template declares its named parameters once (``extra.facegraph.parameters``: type, help, the node inputs
+they feed; the default is the fed widget's value), so ``facegraph run TEMPLATE --set input=... --set
+output=...`` sets every input at once and ``--help-params`` lists them. Node ids are public: callers set
+``NODE.INPUT`` too, so keep them when editing a graph.
 """
 import json
 from pathlib import Path
 
+from facegraph.core.io.sequence import MISSING_POLICIES
+from facegraph.core.temporal import SMOOTH_METHODS
 from facegraph.nodes import NODE_CLASSES
 from facegraph.plugin.workflow import api_to_ui
 
@@ -70,8 +77,118 @@ UNSTABILISE = {
         "preview_path": "facegraph/unstabilise_before_after.png"}},
 }
 
+STABILISE = {  # stabilised crops from a tracking export (the render step after analyse shot / facegraph merge)
+    "1": {"class_type": "FacegraphImportTracking", "inputs": {"path": "facegraph/tracking [output]"}},
+    "2": {"class_type": "FacegraphLoadImageSequence", "inputs": {
+        "path": PLATE, "frames": "", "first": 0, "count": 0, "missing": "hold", "channels": "auto", "layer": "",
+        "nonfinite": "error"}},
+    "3": {"class_type": "FacegraphTrackCrops", "inputs": {
+        "images": ["2", 0], "sequence": ["2", 2], "tracks": ["1", 1], "track_id": -1, "size": 512, "feather": 0.1}},
+    "4": {"class_type": "FacegraphSaveEXRSequence", "inputs": {
+        "images": ["3", 0], "sequence": ["3", 3], "path": "facegraph/stabilised/crop.####.exr",
+        "pixel_type": "half", "compression": "zip", "mode": "resume", "start_frame": 1001}},
+}
+
+LANDMARK_PREVIEW = {  # per frame: detect, landmarks, refine, drawn over the plate (no tracking, no smoothing)
+    "1": {"class_type": "FacegraphLoadImageSequence", "inputs": {
+        "path": PLATE, "frames": "", "first": 0, "count": 0, "missing": "hold", "channels": "auto", "layer": "",
+        "nonfinite": "error"}},
+    "2": {"class_type": "FacegraphDetectFaces", "inputs": {
+        "images": ["1", 0], "score_threshold": 0.6, "max_faces": 0, "min_size": 0}},
+    "3": {"class_type": "FacegraphFaceLandmarks", "inputs": {"images": ["1", 0], "faces": ["2", 0], "recrop": 1}},
+    "4": {"class_type": "FacegraphRefineLandmarks", "inputs": {
+        "images": ["1", 0], "faces": ["3", 0], "recrop": 1, "eyes": "auto"}},
+    "5": {"class_type": "FacegraphDrawLandmarks", "inputs": {
+        "images": ["1", 0], "faces": ["4", 0], "point_size": 1, "boxes": True, "stops": 0.0, "points": "auto"}},
+    "6": {"class_type": "FacegraphSaveEXRSequence", "inputs": {
+        "images": ["5", 0], "sequence": ["1", 2], "path": "facegraph/landmarks/preview.####.exr",
+        "pixel_type": "half", "compression": "zip", "mode": "resume", "start_frame": 1001}},
+    "7": {"class_type": "FacegraphSaveContactSheet", "inputs": {
+        "previews": ["5", 0], "sequence": ["1", 2], "path": "facegraph/landmarks_contact_sheet.png", "count": 8,
+        "columns": 4, "tile_width": 320}},
+}
+
+
+def param(type_, help_, *feeds):
+    """A parameter declaration (plugin/runner.py): the default is the first fed widget's value."""
+    return {"type": list(type_) if isinstance(type_, (list, tuple)) else type_, "help": help_, "feeds": list(feeds)}
+
+
+_IN = "the plate: plate.####.exr (relative: under --input-dir)"
+_FRAMES = "the shot's frame range, e.g. 1001-1100 (empty: every frame on disk); --frames A-B runs a chunk of it"
+_MISSING = "frames missing from the range: " + ", ".join(MISSING_POLICIES)
+_TRACKS = "tracking export folder (tracking.json, .npz, .chan)"
+PARAMETERS = {
+    "analyse_shot": {
+        "input": param("STRING", _IN, "1.path", "3.path"),
+        "frames": param("STRING", _FRAMES, "1.frames", "3.frames"),
+        "missing": param(MISSING_POLICIES, _MISSING, "1.missing", "3.missing"),
+        "smoothing": param(SMOOTH_METHODS, "temporal smoothing of the tracks", "1.smoothing"),
+        "strength": param("FLOAT", "smoothing strength: 0 calibrated, > 0 smoother, < 0 follows faster", "1.strength"),
+        "fps": param("FLOAT", "frame rate of a sequence", "1.fps"),
+        "output": param("STRING", "stabilised crop sequence (EXR pattern)", "5.path"),
+        "crop_size": param("INT", "crop size in pixels (the crops and the exported transforms)", "2.crop_size",
+                           "4.size"),
+        "tracking": param("STRING", _TRACKS, "2.folder"),
+        "contact_sheet": param("STRING", "contact sheet PNG of the landmarks", "7.path"),
+    },
+    "stabilise": {
+        "tracking": param("STRING", "the tracking export to stabilise with (analyse shot / facegraph merge)",
+                          "1.path"),
+        "input": param("STRING", _IN, "2.path"),
+        "frames": param("STRING", _FRAMES, "2.frames"),
+        "missing": param(MISSING_POLICIES, _MISSING, "2.missing"),
+        "output": param("STRING", "stabilised crop sequence (EXR pattern)", "4.path"),
+        "crop_size": param("INT", "crop size in pixels", "3.size"),
+        "track_id": param("INT", "which track (-1: the one seen in most frames)", "3.track_id"),
+    },
+    "landmark_preview": {
+        "input": param("STRING", _IN, "1.path"),
+        "frames": param("STRING", _FRAMES, "1.frames"),
+        "missing": param(MISSING_POLICIES, _MISSING, "1.missing"),
+        "output": param("STRING", "preview sequence (EXR pattern, display-referred pictures)", "6.path"),
+        "contact_sheet": param("STRING", "contact sheet PNG", "7.path"),
+        "score_threshold": param("FLOAT", "detector score threshold", "2.score_threshold"),
+    },
+    "face_replace": {
+        "input": param("STRING", _IN, "1.path", "3.plate", "4.plate"),
+        "frames": param("STRING", _FRAMES, "1.frames", "3.frames", "4.frames"),
+        "missing": param(MISSING_POLICIES, _MISSING, "1.missing", "3.missing", "4.missing"),
+        "source": param("STRING", "the photo whose face goes onto the plate", "3.source"),
+        "output": param("STRING", "face-replaced plate (EXR pattern)", "3.output"),
+        "model": param(NODE_CLASSES["FacegraphFaceReplace"].INPUT_TYPES()["optional"]["model"][0],
+                       "UV layout / topology (bfm_3ddfa, sfm_3448: non-commercial)", "3.model", "4.model"),
+        "colour_strength": param("FLOAT", "0 = no colour match, 1 = full", "3.colour_strength"),
+        "blend": param(("poisson", "over"), "gradient-domain blend or a feathered over", "3.blend"),
+        "tracking": param("STRING", _TRACKS, "2.folder"),
+        "face3d": param("STRING", "face fit export folder (fit.json, meshes, texture)", "4.folder"),
+        "preview": param("STRING", "before / after PNG (empty: none)", "3.preview_path"),
+    },
+    "face_paint": {
+        "input": param("STRING", _IN, "1.path", "2.plate"),
+        "frames": param("STRING", _FRAMES, "1.frames", "2.frames"),
+        "missing": param(MISSING_POLICIES, _MISSING, "1.missing", "2.missing"),
+        "decal": param("STRING", "the UV-space decal (square image, in the model's UV layout)", "2.decal"),
+        "output": param("STRING", "painted plate (EXR pattern)", "2.output"),
+        "opacity": param("FLOAT", "scales the decal's alpha", "2.opacity"),
+        "preview": param("STRING", "before / after PNG (empty: none)", "2.preview_path"),
+    },
+    "unstabilise": {
+        "tracking": param("STRING", "the tracking export the crops were made with", "1.path"),
+        "crops": param("STRING", "the processed crop sequence (EXR pattern)", "2.crops"),
+        "input": param("STRING", _IN, "2.plate"),
+        "frames": param("STRING", _FRAMES, "2.frames"),
+        "missing": param(MISSING_POLICIES, _MISSING, "2.missing"),
+        "output": param("STRING", "the plate with the crops pasted back (EXR pattern)", "2.output"),
+        "feather_px": param("FLOAT", "soft edge of the crop in crop pixels", "2.feather_px"),
+        "preview": param("STRING", "before / after PNG (empty: none)", "2.preview_path"),
+    },
+}
+
 WORKFLOWS = {
     "analyse_shot": (ANALYSE_SHOT, "facegraph: analyse a shot (track, smooth, export, stabilised crops)"),
+    "stabilise": (STABILISE, "facegraph: stabilise (crops of a tracked face from a tracking export)"),
+    "landmark_preview": (LANDMARK_PREVIEW, "facegraph: landmark preview (detect, landmarks, refine per frame)"),
     "face_replace": (FACE_REPLACE, "facegraph: face replace (source photo -> UV -> every frame, Poisson)"),
     "face_paint": (FACE_PAINT, "facegraph: face paint (a UV-space decal tracked onto every frame)"),
     "unstabilise": (UNSTABILISE, "facegraph: unstabilise (paste processed crops back into the plate)"),
@@ -80,6 +197,6 @@ WORKFLOWS = {
 if __name__ == "__main__":
     OUT.mkdir(exist_ok=True)
     for name, (graph, title) in WORKFLOWS.items():
-        doc = api_to_ui(graph, NODE_CLASSES, title=title)
+        doc = api_to_ui(graph, NODE_CLASSES, title=title, parameters=PARAMETERS[name])
         (OUT / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
         print(OUT / f"{name}.json")
