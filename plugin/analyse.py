@@ -6,24 +6,24 @@ a landmark-overlay movie and a contact sheet. Nothing holds the sequence in memo
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from ..core import progress
-from ..core.align import warp_to_crop
+from ..core.align import crop_step
 from ..core.colour import ViewOptions
 from ..core.fsutil import OutputFolder
 from ..core.shotcache import stable_hash
-from ..core.io.frames import SequenceWriter
+from ..core.io.frames import SequenceInfo, SequenceWriter
 from ..core.io.images import write_display_png
 from ..core.io.source import open_source
+from ..core.io.stream import open_stream
 from ..core.io.video import VideoWriter
-from ..core.preview import contact_sheet, draw_faces, to_display
+from ..core.preview import contact_sheet, draw_step
 from ..core.shot import SmoothOptions, scaled_alignment, write_export
-from ..models.shot import AnalysisOptions, analyse_shot, window_offset
+from ..models.shot import AnalysisOptions, analyse_shot
 from ..models.store import default_cache_dir
 
 
@@ -74,32 +74,37 @@ def _analyse(src, out: Path, folder: OutputFolder, *, missing, smooth, strength,
             yield "no face was tracked: no crops or previews"
         return
     main = result.main_track()
-    where = dict(zip(main.frames, main.alignments))
+    where = {n: scaled_alignment(a, (crop_size, crop_size)) for n, a in zip(main.frames, main.alignments)}
     faces_at = {ff.frame: ff for ff in result.frames}
     # the folder was emptied of earlier results by prepare(): nothing is ever overwritten here
     writer = SequenceWriter(out / "crops" / "crop.####.exr", mode="error", pixel_type="half",
                             protect=src.input_files(), graph_hash=stable_hash(result.params, 16)) if crops else None
-    picks = set(np.unique(np.linspace(0, len(src.frames) - 1, min(8, len(src.frames))).round().astype(int)).tolist())
+    picks = set(progress.preview_picks(len(src.frames), 8))
     tiles, labels = [], []
     movie = VideoWriter(out / "overlay.mp4", src.fps) if preview else None
+    # the same per-frame steps as the streamed template's Track Crops / Draw Landmarks nodes (nodes/stream.py)
+    crop = crop_step(where, (crop_size, crop_size))
+    draw = draw_step(faces_at, ViewOptions(exposure="none"))
+    stream = open_stream(src, SequenceInfo(pattern=src.path, frames=tuple(src.frames)))
+    index = {n: i for i, n in enumerate(src.frames)}
     try:
         with progress.task(len(src.frames), "crops and previews") as bar:
-            for i, frame in enumerate(src.frames_iter()):
-                a = where.get(frame.number)
-                dx, dy = window_offset(frame)  # coordinates are display-window pixels; the array is the data window
-                if writer is not None and a is not None:
-                    a = scaled_alignment(a, (crop_size, crop_size))
-                    a = dataclasses.replace(a, crop_from_frame=a.crop_from_frame @ np.array([[1, 0, dx], [0, 1, dy], [0, 0, 1]],
-                                                                                np.float64))
-                    writer.write(frame.number, warp_to_crop(frame.pixels[..., :3], a))
+            for chunk in stream.chunks():
+                if writer is not None:
+                    tracked = [i for i, n in enumerate(chunk.numbers) if n in where]
+                    if tracked:
+                        cut = crop(chunk.take(tracked))
+                        for n, px in zip(cut.numbers, cut.images[:, :3].permute(0, 2, 3, 1).numpy()):
+                            writer.write(n, px)
                 if movie is not None:
-                    shown = draw_faces(to_display(frame.pixels, ViewOptions(exposure="none")),
-                                       faces_at[frame.number].shifted(-dx, -dy).faces)
-                    movie.write(_srgb_to_linear8(shown))
-                    if i in picks:
-                        tiles.append(shown)
-                        labels.append(str(frame.number))
-                bar.advance()
+                    shown = draw(chunk).images.permute(0, 2, 3, 1).numpy()
+                    for n, pic in zip(chunk.numbers, shown):
+                        pic8 = (pic * 255.0 + 0.5).astype(np.uint8)  # draw_step's pictures are uint8 / 255
+                        movie.write(_srgb_to_linear8(pic8))
+                        if index[n] in picks:
+                            tiles.append(pic8)
+                            labels.append(str(n))
+                bar.advance(len(chunk))
         if movie is not None:
             folder.add(movie.close())
     except BaseException:

@@ -45,6 +45,12 @@ class Chunk:
     def __len__(self) -> int:
         return len(self.numbers)
 
+    def take(self, indices: Sequence[int]) -> "Chunk":
+        """The chunk's frames at ``indices`` (in that order)."""
+        idx = list(indices)
+        return Chunk(numbers=tuple(self.numbers[i] for i in idx), images=self.images[idx],
+                     offsets=tuple(self.offsets[i] for i in idx), filled=tuple(self.filled[i] for i in idx))
+
 
 #: a per-chunk step: a chunk in, a chunk of the same frames out (never modifying the input tensor)
 Step = Callable[[Chunk], Chunk]
