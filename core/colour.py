@@ -113,17 +113,31 @@ def exposure_gain(rgb: np.ndarray, *, target_mid: float = 0.18, box: tuple | Non
     dominates the frame: without it a lit face in front of it is pushed past white (measured on the sample
     plate: a gain of 9 washed the face out and YuNet lost it).
     """
-    h, w = rgb.shape[:2]
+    rows, cols = _gain_sample(rgb.shape[:2], box)
+    return _gain_from_sample(luminance(rgb[rows, cols].astype(np.float32)), target_mid, white)
+
+
+#: pixels the exposure statistics look at: regions are subsampled to about this many (the median of ~64k
+#: pixels is as good as of 8M, and costs a hundredth)
+_GAIN_SAMPLES = 65536
+
+
+def _gain_sample(hw: tuple[int, int], box: tuple | None = None) -> tuple[slice, slice]:
+    """(rows, cols) strided slices of the pixels :func:`exposure_gain` measures: the central 80 % of an
+    (h, w) frame (or ``box``), subsampled to about _GAIN_SAMPLES pixels. A reduced copy of the frame is all
+    the exposure needs; the torch path (:class:`FrameViews`) takes the same pixels, so both give one gain."""
+    h, w = hw
     if box is not None:
         x0, y0, x1, y1 = (int(round(v)) for v in box)
         x0, y0 = max(0, x0), max(0, y0)
         x1, y1 = min(w, max(x1, x0 + 1)), min(h, max(y1, y0 + 1))
-        region = rgb[y0:y1, x0:x1]
     else:
-        region = rgb[int(0.1 * h): max(int(0.9 * h), 1), int(0.1 * w): max(int(0.9 * w), 1)]
-    # subsample large regions: the median of ~64k pixels is as good as of 8M
-    step = max(1, int(np.sqrt(region.shape[0] * region.shape[1] / 65536)))
-    lum = luminance(region[::step, ::step].astype(np.float32))
+        y0, y1, x0, x1 = int(0.1 * h), max(int(0.9 * h), 1), int(0.1 * w), max(int(0.9 * w), 1)
+    step = max(1, int(np.sqrt((y1 - y0) * (x1 - x0) / _GAIN_SAMPLES)))
+    return slice(y0, y1, step), slice(x0, x1, step)
+
+
+def _gain_from_sample(lum: np.ndarray, target_mid: float, white: float) -> float:
     lum = lum[np.isfinite(lum)]
     if lum.size == 0:
         return 1.0
@@ -181,6 +195,272 @@ def _lut_view(x: np.ndarray, gain: float, view: str) -> np.ndarray:
     np.fmin(idx, _LUT_SIZE - 1, out=idx)
     idx += 0.5
     return lut[idx.astype(np.int32)]
+
+
+#: alpha below which colour is left as it is when unpremultiplying (the same as :func:`unpremultiply`)
+_ALPHA_EPS = 1e-6
+
+
+class FrameViews:
+    """The networks' view of a batch of linear frames, made at each network's input resolution.
+
+    :func:`network_view` is per-pixel maths (unpremultiply, exposure gain, view curve, clip) plus one
+    per-frame statistic (the exposure gain). FrameViews keeps the linear frames, measures each frame's gain
+    once (lazily, on the reduced copy :func:`exposure_gain` looks at) and applies the per-pixel part with
+    :meth:`tone` to whatever a network cuts or resizes from the frames: a detector's resized input, a 256 x 256
+    face crop, a 64 x 64 eye crop. So no full-resolution view is ever made, and every network of a graph
+    shares the frame's statistics (see :func:`frame_views` for the cache between nodes).
+
+    Resampling before the curve instead of after is the one difference from cutting crops from
+    ``network_view``'s output: interpolation now mixes linear values (tests/models/test_analysis_chain.py
+    measures what that does to the landmarks). For the LUT views (srgb, rec709, linear) the per-pixel maths
+    is bit-identical to ``network_view`` on the same pixels.
+
+    Convention:
+        frames: a (B, C, H, W) float32 torch tensor, or a sequence of B (C, H, W) tensors of one size and
+            device (no stacking, so a shot's frames need no copy); C = 3 (RGB) or 4 (RGBA, premultiplied);
+            scene-linear, unclamped; any device. ComfyUI's IMAGE goes in as ``bchw(image)`` (a view).
+        options: :class:`ViewOptions`. ``auto_region`` has no box here and measures the frame, as
+            ``network_view`` does without a box.
+        display: True when the frames already are display-referred views in [0, 1] (``network_view``
+            outputs): :meth:`tone` then only clips, so the numpy entry points (``predict(view, rois)``,
+            ``detect(views)``) run on this same code and give their old numbers.
+        gains: (B,) float64 store of the frames' gains, NaN where not measured yet (shared, filled in place).
+    Pixel coordinates are untouched: whatever geometry a network maps its crop with stays the frame's.
+    """
+
+    def __init__(self, frames, options: ViewOptions = ViewOptions(), *, display: bool = False,
+                 gains: np.ndarray | None = None) -> None:
+        import torch
+
+        if isinstance(frames, torch.Tensor):
+            if frames.ndim != 4:
+                raise InputError(f"frames must be (B, C, H, W), got shape {tuple(frames.shape)}",
+                                 hint="ComfyUI IMAGE (B, H, W, C) goes in as core.tensors.bchw(image)")
+            items = list(frames.unbind(0))
+        else:
+            items = [f[0] if f.ndim == 4 and f.shape[0] == 1 else f for f in frames]
+        if not items:
+            raise InputError("frames is empty: give at least one frame")
+        first = items[0]
+        for i, f in enumerate(items):
+            if not isinstance(f, torch.Tensor) or f.ndim != 3 or f.shape[0] not in (3, 4):
+                raise InputError(f"frame {i} must be a (C, H, W) tensor with C = 3 or 4, got "
+                                 f"{tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__}")
+            if f.dtype != torch.float32:
+                raise InputError(f"frame {i} must be float32, got {f.dtype}")
+            if f.shape != first.shape or f.device != first.device:
+                raise InputError(f"frames must share one size and device: frame {i} is {tuple(f.shape)} on "
+                                 f"{f.device}, frame 0 {tuple(first.shape)} on {first.device}",
+                                 hint="analyse frames of different sizes in separate batches")
+        self.frames = items
+        self.options = options
+        self.display = bool(display)
+        if gains is None:
+            gains = np.full(len(items), np.nan)
+        if gains.shape != (len(items),):
+            raise InputError(f"gains must be ({len(items)},), got {gains.shape}")
+        self._gains = gains
+
+    @classmethod
+    def from_display(cls, views) -> "FrameViews":
+        """Display-referred numpy views (H, W, 3) float32 in [0, 1] (``network_view`` outputs), as zero-copy
+        CPU tensors."""
+        import torch
+
+        items = []
+        for i, v in enumerate(views):
+            v = np.asarray(v)
+            if v.ndim != 3 or v.shape[2] != 3:
+                raise InputError(f"view {i} must be (H, W, 3), got {v.shape}")
+            items.append(torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)).permute(2, 0, 1))
+        return cls(items, ViewOptions(exposure="none", view="linear"), display=True)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(w, h) of the frames in pixels."""
+        return int(self.frames[0].shape[2]), int(self.frames[0].shape[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.frames[0].shape[0])
+
+    @property
+    def device(self):
+        return self.frames[0].device
+
+    def subset(self, index) -> "FrameViews":
+        """The views of some frames (a slice or indices), sharing the gains already measured."""
+        idx = list(range(len(self)))[index] if isinstance(index, slice) else [int(i) for i in index]
+        sub = FrameViews([self.frames[i] for i in idx], self.options, display=self.display,
+                         gains=self._gains[idx].copy())
+        sub._parent = (self, idx)
+        return sub
+
+    # ------------------------------------------------------------------------------------------ gains
+    def gain(self, i: int) -> float:
+        """Frame i's total gain (2 ** stops times the exposure gain), measured once on a reduced copy."""
+        g = self._gains[i]
+        if np.isnan(g):
+            g = self._gains[i] = self._measure(i)
+            parent = getattr(self, "_parent", None)
+            if parent is not None:
+                parent[0]._gains[parent[1][i]] = g
+        return float(g)
+
+    def gains(self, index) -> np.ndarray:
+        """(N,) float64 gains of frames ``index`` (N ints)."""
+        return np.array([self.gain(int(i)) for i in index], np.float64)
+
+    def _measure(self, i: int) -> float:
+        o = self.options
+        if self.display:
+            return 1.0
+        gain = 2.0 ** o.stops
+        if o.exposure == "none":
+            return gain
+        f = self.frames[i]
+        rows, cols = _gain_sample((int(f.shape[1]), int(f.shape[2])))
+        sample = f[:, rows, cols]
+        if f.device.type == "cpu":
+            px = sample.permute(1, 2, 0).numpy().astype(np.float32)
+            rgb = unpremultiply(px[..., :3], px[..., 3]) if px.shape[2] == 4 else px
+            return gain * _gain_from_sample(luminance(rgb), o.target_mid, 1.0)
+        return gain * _gain_torch(sample, o.target_mid, 1.0)
+
+    # ------------------------------------------------------------------------------------------- tone
+    def tone(self, pixels, index):
+        """The per-pixel part of the view on pixels cut or resized from the linear frames.
+
+        Convention:
+            pixels: (N, C, h, w) float32 tensor, C = the frames' channels, resampled from frames ``index``
+                ((N,) ints) in the frames' colour (linear, premultiplied); any device.
+            Returns a new (N, 3, h, w) float32 tensor on the same device, display-referred RGB in [0, 1]
+            (unpremultiplied, times the frame's gain, through the view curve, clipped; NaN -> 0). The
+            memory layout (e.g. channels-last) of ``pixels`` is kept.
+        """
+        import torch
+
+        if pixels.ndim != 4 or pixels.shape[1] != self.channels:
+            raise InputError(f"pixels must be (N, {self.channels}, h, w), got {tuple(pixels.shape)}")
+        index = [int(i) for i in index]
+        if len(index) != pixels.shape[0]:
+            raise InputError(f"index has {len(index)} entries for {pixels.shape[0]} crops")
+        x = pixels[:, :3]
+        if pixels.shape[1] == 4:
+            a = pixels[:, 3:4]
+            x = torch.where(a > _ALPHA_EPS, x / a.clamp_min(_ALPHA_EPS), x)
+        if self.display:
+            return torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
+        gains = self.gains(index)
+        view = self.options.view
+        if view in _LUT_VIEWS and x.device.type == "cpu":  # numpy's table lookup: 5x torch's gather here
+            out = torch.empty_like(x)
+            xs, os_ = x.numpy(), out.numpy()
+            for k in range(x.shape[0]):
+                os_[k] = _lut_view(xs[k], float(gains[k]), view)
+            return out
+        if view in _LUT_VIEWS:
+            lut = _torch_lut(view, x.device)
+            scale = torch.from_numpy((gains * (_LUT_SIZE - 1)).astype(np.float32)).to(x.device)
+            idx = x * scale[:, None, None, None]
+            idx = torch.nan_to_num(idx, nan=0.0, posinf=float(_LUT_SIZE - 1), neginf=0.0)
+            idx = idx.clamp_(0.0, float(_LUT_SIZE - 1)).add_(0.5)
+            return lut[idx.to(torch.int64)]
+        if x.device.type != "cpu":
+            raise InputError(f"the OCIO view runs on the CPU; the frames are on {x.device}",
+                             hint="use an srgb / rec709 / linear view on this device, or move the frames with .cpu()")
+        out = torch.empty_like(x)
+        for k in range(x.shape[0]):
+            hwc = x[k].permute(1, 2, 0).numpy() * np.float32(gains[k])
+            hwc = np.nan_to_num(hwc, nan=0.0, posinf=0.0, neginf=0.0)
+            out[k] = torch.from_numpy(np.clip(apply_view(hwc, self.options), 0.0, 1.0)).permute(2, 0, 1)
+        return out
+
+    def full_view(self, i: int) -> np.ndarray:
+        """Frame i's whole network view as (H, W, 3) float32 numpy in [0, 1] (CPU frames): what
+        ``network_view`` gives, for code that still wants a full picture (previews, old entry points)."""
+        f = self.frames[i]
+        return self.tone(f[None], [i])[0].permute(1, 2, 0).cpu().numpy()
+
+
+def _gain_torch(sample, target_mid: float, white: float) -> float:
+    """:func:`_gain_from_sample` on a (C, h, w) torch sample on any device (two scalars come back)."""
+    import torch
+
+    x = sample.float()
+    rgb = x[:3]
+    if x.shape[0] == 4:
+        a = x[3:4]
+        rgb = torch.where(a > _ALPHA_EPS, rgb / a.clamp_min(_ALPHA_EPS), rgb)
+    lum = rgb[0] * 0.2126 + rgb[1] * 0.7152 + rgb[2] * 0.0722
+    lum = lum.reshape(-1)
+    lum = torch.where(torch.isfinite(lum), lum, torch.full_like(lum, float("nan")))
+    if not bool(torch.isfinite(lum).any()):
+        return 1.0
+    q = torch.nanquantile(lum, torch.tensor([0.5, 0.98], device=lum.device, dtype=lum.dtype))
+    mid, high = (float(v) for v in q.cpu())
+    if high <= 1e-8:
+        return 1.0
+    return min(target_mid / mid, white / high) if mid > 1e-8 else white / high
+
+
+_TORCH_LUTS: dict[tuple[str, str], object] = {}
+
+
+def _torch_lut(view: str, device):
+    key = (view, str(device))
+    lut = _TORCH_LUTS.get(key)
+    if lut is None:
+        import torch
+
+        _lut_view(np.zeros((1, 1, 3), np.float32), 1.0, view)  # builds the numpy table
+        lut = _TORCH_LUTS[key] = torch.from_numpy(_LUTS[view]).to(device)
+    return lut
+
+
+#: frame_views' cache: key -> (weak reference to the tensor that owns the frames, its version, gains)
+_VIEW_CACHE: "dict[tuple, tuple]" = {}
+_VIEW_CACHE_SIZE = 32
+
+
+def frame_views(images, options: ViewOptions = ViewOptions()) -> FrameViews:
+    """FrameViews of an image batch, sharing measured gains with earlier calls on the same frames.
+
+    The cache is keyed by frame identity: the tensor's memory (data pointer, shape, strides, device, dtype),
+    the options, and validated by a weak reference to the tensor that owns the memory (a view's base, e.g.
+    the IMAGE a node received) and its version counter (bumped by any in-place change). So the Detect,
+    Landmarks and Refine nodes of one graph measure each frame once, and a freed or modified tensor is never
+    mistaken for the frames it replaced. Holds no frames (weak references), at most 32 batches.
+
+    Convention: images (B, C, H, W) float32 tensor, C = 3 or 4, linear, any device (see :class:`FrameViews`).
+    """
+    import weakref
+
+    import torch
+
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise InputError("frame_views takes a (B, C, H, W) tensor",
+                         hint="ComfyUI IMAGE (B, H, W, C) goes in as core.tensors.bchw(image)")
+    owner = images._base if images._base is not None else images
+    key = (images.data_ptr(), tuple(images.shape), tuple(images.stride()), str(images.device), images.dtype,
+           options)
+    entry = _VIEW_CACHE.get(key)
+    if entry is not None and entry[0]() is owner and entry[1] == images._version:
+        return FrameViews(images, options, gains=entry[2])
+    gains = np.full(images.shape[0], np.nan)
+    while len(_VIEW_CACHE) >= _VIEW_CACHE_SIZE:
+        _VIEW_CACHE.pop(next(iter(_VIEW_CACHE)))
+
+    def drop(ref, key=key):
+        if _VIEW_CACHE.get(key, (None,))[0] is ref:  # not an entry made since for reused memory
+            _VIEW_CACHE.pop(key, None)
+
+    _VIEW_CACHE[key] = (weakref.ref(owner, drop), images._version, gains)
+    return FrameViews(images, options, gains=gains)
 
 
 def apply_view(x: np.ndarray, options: ViewOptions) -> np.ndarray:

@@ -2,6 +2,13 @@
 
 Orchestration only: it feeds models (``detectors``, ``landmarkers``) with the regions ``core`` computes and
 turns their results into :class:`~facegraph.core.types.FrameFaces`. Nodes and the command line call these.
+
+One frame path: the stages take a :class:`~facegraph.core.colour.FrameViews` of linear frames (B, C, H, W) torch
+tensors on any device, and each network sees the view made at its own input resolution (detector input, face
+crop, eye crop) from the frames' shared exposure statistics. Every stage is batched: detection over all
+frames, landmark and iris models over all faces (eyes) of all frames, crops cut by one batched warp. The
+stages still accept display-referred numpy views (H, W, 3) in [0, 1] (``core.colour.network_view``) and run
+the same code on them.
 """
 from __future__ import annotations
 
@@ -10,13 +17,14 @@ from typing import Sequence
 import numpy as np
 
 from ..core import progress
+from ..core.colour import FrameViews
 from ..core.detection import Detections, DetectOptions
 from ..core.errors import InputError
 from ..core.landmarks import five_from_ibug68, five_from_mesh, mesh_to_ibug68
 from ..core.pose import angles_from_rotation
 from ..core.refine import (RefineOptions, apply_eye_patch, eye_gate, fuse_by_pose, patch_shift)
 from ..core.types import Blendshapes, Face, FrameFaces, HeadPose, Landmarks, MorphableParams
-from .landmarkers import IrisModel, LandmarkModel, LandmarkResult
+from .landmarkers import IrisModel, LandmarkModel, LandmarkResult, MediaPipeMesh
 
 
 def faces_from_detections(det: Detections, frame: int, size: tuple[int, int], detector_id: str) -> FrameFaces:
@@ -31,12 +39,90 @@ def faces_from_detections(det: Detections, frame: int, size: tuple[int, int], de
     return FrameFaces(frame=frame, size=size, faces=tuple(faces))
 
 
-def detect_frames(detector, views: Sequence[np.ndarray], frames: Sequence[int],
+#: faces per landmark-model call in the batched stages: bounds the crops in memory (64 crops of 256 x 256 RGB
+#: float32: 50 MB) however many faces a batch of frames holds
+FACE_CHUNK = 64
+
+
+def as_views(views) -> FrameViews:
+    """A FrameViews as it is, or a sequence of display-referred numpy views (H, W, 3) in [0, 1] of one size
+    (``core.colour.network_view`` outputs, the stage functions' older input) as one."""
+    if isinstance(views, FrameViews):
+        return views
+    views = list(views)
+    if not views:
+        raise InputError("no frames to analyse")
+    return FrameViews.from_display(views)
+
+
+def detect_frames(detector, views, frames: Sequence[int],
                   options: DetectOptions = DetectOptions()) -> list[FrameFaces]:
-    """Detect faces in same-size views; one FrameFaces per view, faces best first."""
-    dets = detector.detect(list(views), options)
-    return [faces_from_detections(d, f, (v.shape[1], v.shape[0]), detector.spec.id)
-            for d, f, v in zip(dets, frames, views)]
+    """Detect faces in a batch of frames; one FrameFaces per frame, faces best first.
+
+    Convention: views: a :class:`~facegraph.core.colour.FrameViews` of B linear frames (any device; the
+    detector's input is made at its own resolution), or B display-referred numpy views (H, W, 3) in [0, 1];
+    frames: B frame numbers. Boxes and keypoints in frame pixels (pixel-area convention)."""
+    fv = as_views(views)
+    if len(frames) != len(fv):
+        raise InputError(f"{len(frames)} frame numbers for {len(fv)} frames")
+    dets = detector.detect_views(fv, options)
+    return [faces_from_detections(d, f, fv.size, detector.spec.id) for d, f in zip(dets, frames)]
+
+
+def _predict(model: LandmarkModel, fv: FrameViews, index: list[int], rois: list, extras: bool = True) -> list:
+    """model.predict_frames over N faces in chunks of FACE_CHUNK (one batched warp and network batch each)."""
+    out: list = []
+    for start in range(0, len(rois), FACE_CHUNK):
+        sl = slice(start, start + FACE_CHUNK)
+        if isinstance(model, MediaPipeMesh):
+            out += model.predict_frames(fv, index[sl], rois[sl], extras=extras)
+        else:
+            out += model.predict_frames(fv, index[sl], rois[sl])
+    return out
+
+
+def _faces_of(frames: Sequence[FrameFaces]) -> list[tuple[int, int, Face]]:
+    return [(fi, j, face) for fi, ff in enumerate(frames) for j, face in enumerate(ff.faces)]
+
+
+def _with_faces(frames: Sequence[FrameFaces], faces: dict[tuple[int, int], Face]) -> list[FrameFaces]:
+    return [ff.replace(faces=tuple(faces.get((fi, j), f) for j, f in enumerate(ff.faces)))
+            for fi, ff in enumerate(frames)]
+
+
+def landmark_results(model: LandmarkModel, views, frames: Sequence[FrameFaces], *, recrop: int = 0,
+                     extras: bool = True) -> list[LandmarkResult]:
+    """The landmark model's results for every face of every frame (in frame, then face order): one batched
+    pass over all faces (crops from box and keypoints), then ``recrop`` batched passes on the crops the
+    previous landmarks define. extras=False leaves MediaPipe v2's pose and blendshapes out (see
+    ``MediaPipeMesh.add_extras``)."""
+    fv = as_views(views)
+    faces = _faces_of(frames)
+    index = [fi for fi, _, _ in faces]
+    res = _predict(model, fv, index, [model.roi_for(f.box, f.keypoints) for _, _, f in faces],
+                   extras=extras and recrop == 0)
+    for p in range(recrop):
+        rois = [model.roi_for(f.box, points=r.points, scheme=r.scheme) for (_, _, f), r in zip(faces, res)]
+        res = _predict(model, fv, index, rois, extras=extras and p == recrop - 1)
+    return res
+
+
+def landmark_frames(model: LandmarkModel, views, frames: Sequence[FrameFaces], *,
+                    recrop: int = 0) -> list[FrameFaces]:
+    """Run a landmark model on every face (crop from its box and keypoints), then ``recrop`` passes on the
+    crop the previous landmarks define; all faces of all frames in one batch per pass.
+
+    Convention: views: FrameViews of the linear frames (any device) or display-referred numpy views (see
+    :func:`detect_frames`); frames: one FrameFaces per frame. Returns the frames with landmarks (frame
+    pixels), pose and blendshapes where the model gives them."""
+    fv = as_views(views)
+    faces = _faces_of(frames)
+    with progress.task(len(faces), f"landmarks ({model.spec.id})") as bar:
+        res = landmark_results(model, fv, frames, recrop=recrop)
+        notes = (f"recrop={recrop}",) if recrop else ()
+        new = {(fi, j): apply_result(f, r, model.spec.id, notes=notes) for (fi, j, f), r in zip(faces, res)}
+        bar.advance(len(faces))
+    return _with_faces(frames, new)
 
 
 def _pose(result: LandmarkResult, method: str) -> HeadPose | None:
@@ -110,58 +196,103 @@ def eye_mode_for(model: LandmarkModel | None, mode: str) -> bool:
     return getattr(model, "scheme", "") == "mediapipe468"  # v2's attention heads already refine the eyes
 
 
-def refine_frames(views: Sequence[np.ndarray], frames: Sequence[FrameFaces], *, mesh: LandmarkModel | None,
+def refine_frames(views, frames: Sequence[FrameFaces], *, mesh: LandmarkModel | None,
                   iris: IrisModel | None, options: RefineOptions = RefineOptions()) -> list[FrameFaces]:
     """Stage 2 of the cascade on faces that carry a MediaPipe mesh: re-crop passes of ``mesh`` on its own
-    alignment, then eye patches through ``iris`` where the gates allow. Each decision is noted on the face."""
-    out = []
-    for view, ff in zip(views, frames):
-        h, w = view.shape[:2]
-        faces = []
-        for face in ff.faces:
-            lm = face.landmarks
-            if lm is None or not lm.scheme.startswith("mediapipe"):
-                faces.append(face.replace(notes=face.notes + ("refine=skipped:no-mesh",)))
-                continue
-            presence = float(np.mean(lm.confidence)) if lm.confidence is not None else 1.0
-            if presence < options.min_presence:
-                faces.append(face.replace(notes=face.notes + ("refine=skipped:low-presence",)))
-                continue
-            notes: list[str] = []
-            pts = np.array(lm.points)
-            if mesh is not None and options.recrop > 0:
-                res = None
-                for _ in range(options.recrop):
-                    res = mesh.predict(view, [mesh.roi_for(face.box, points=pts, scheme=lm.scheme)])[0]
-                    pts = res.points
-                face = apply_result(face, res, mesh.spec.id, note_model=False)
-                notes.append(f"refine.recrop={options.recrop}")
-            if iris is not None and eye_mode_for(mesh, options.eyes):
-                rois = iris.eye_rois(pts)
-                sides = ("left", "right")
-                gates = [eye_gate(pts, s, r, (w, h), options, presence) for s, (r, _) in zip(sides, rois)]
-                todo = [(s, e) for s, e, g in zip(sides, rois, gates) if g is None]
-                results = dict(zip([s for s, _ in todo], iris.predict(view, [e for _, e in todo])))
-                for side, gate in zip(sides, gates):
-                    if gate is not None:
-                        notes.append(f"refine.eye.{side}=skipped:{gate}")
-                        continue
-                    eye = results[side]
-                    shift = patch_shift(pts, eye.contour, side)
-                    if shift > options.max_patch_shift:
-                        notes.append(f"refine.eye.{side}=rejected:shift={shift:.2f}")
-                        continue
-                    pts = apply_eye_patch(pts, eye.contour, eye.iris, side)
-                    notes.append(f"refine.eye.{side}=applied")
-            elif iris is not None:
-                notes.append("refine.eyes=off:mesh-has-attention-eyes" if options.eyes == "auto" else "refine.eyes=off")
-            conf = np.full(len(pts), presence, np.float32)
-            scheme = "mediapipe478" if len(pts) == 478 else lm.scheme
-            face = face.replace(landmarks=Landmarks(points=pts, scheme=scheme, confidence=conf),
-                                provenance="refined", notes=face.notes + tuple(notes))
-            faces.append(face)
-        out.append(ff.replace(faces=tuple(faces)))
-    return out
+    alignment, then eye patches through ``iris`` where the gates allow. Each decision is noted on the face.
+
+    Batched: each re-crop pass runs over every eligible face of every frame at once, and the iris model over
+    every eye that passes its gates. Convention as :func:`landmark_frames`."""
+    fv = as_views(views)
+    size = fv.size
+    done: dict[tuple[int, int], Face] = {}
+    todo: list[tuple[int, int, Face, float]] = []
+    for fi, j, face in _faces_of(frames):
+        lm = face.landmarks
+        if lm is None or not lm.scheme.startswith("mediapipe"):
+            done[(fi, j)] = face.replace(notes=face.notes + ("refine=skipped:no-mesh",))
+            continue
+        presence = float(np.mean(lm.confidence)) if lm.confidence is not None else 1.0
+        if presence < options.min_presence:
+            done[(fi, j)] = face.replace(notes=face.notes + ("refine=skipped:low-presence",))
+            continue
+        todo.append((fi, j, face, presence))
+    if not todo:
+        return _with_faces(frames, done)
+    index = [fi for fi, _, _, _ in todo]
+    faces = [f for _, _, f, _ in todo]
+    pts = [np.array(f.landmarks.points) for f in faces]
+    notes: list[list[str]] = [[] for _ in todo]
+    if mesh is not None and options.recrop > 0:
+        res = None
+        for p in range(options.recrop):
+            rois = [mesh.roi_for(f.box, points=q, scheme=f.landmarks.scheme) for f, q in zip(faces, pts)]
+            res = _predict(mesh, fv, index, rois, extras=p == options.recrop - 1)
+            pts = [r.points for r in res]
+        faces = [apply_result(f, r, mesh.spec.id, note_model=False) for f, r in zip(faces, res)]
+        for n in notes:
+            n.append(f"refine.recrop={options.recrop}")
+    if iris is not None and eye_mode_for(mesh, options.eyes):
+        sides = ("left", "right")
+        eyes, eye_index, plans = [], [], []
+        for k, (fi, _, _, presence) in enumerate(todo):
+            rois = iris.eye_rois(pts[k])
+            gates = [eye_gate(pts[k], s, r, size, options, presence) for s, (r, _) in zip(sides, rois)]
+            slots = {}
+            for side, eye, gate in zip(sides, rois, gates):
+                if gate is None:
+                    slots[side] = len(eyes)
+                    eyes.append(eye)
+                    eye_index.append(fi)
+            plans.append((gates, slots))
+        results = iris.predict_frames(fv, eye_index, eyes) if eyes else []
+        for k, (gates, slots) in enumerate(plans):
+            for side, gate in zip(sides, gates):
+                if gate is not None:
+                    notes[k].append(f"refine.eye.{side}=skipped:{gate}")
+                    continue
+                eye = results[slots[side]]
+                shift = patch_shift(pts[k], eye.contour, side)
+                if shift > options.max_patch_shift:
+                    notes[k].append(f"refine.eye.{side}=rejected:shift={shift:.2f}")
+                    continue
+                pts[k] = apply_eye_patch(pts[k], eye.contour, eye.iris, side)
+                notes[k].append(f"refine.eye.{side}=applied")
+    elif iris is not None:
+        for n in notes:
+            n.append("refine.eyes=off:mesh-has-attention-eyes" if options.eyes == "auto" else "refine.eyes=off")
+    for k, (fi, j, _, presence) in enumerate(todo):
+        face, q = faces[k], pts[k]
+        conf = np.full(len(q), presence, np.float32)
+        scheme = "mediapipe478" if len(q) == 478 else face.landmarks.scheme
+        done[(fi, j)] = face.replace(landmarks=Landmarks(points=q, scheme=scheme, confidence=conf),
+                                     provenance="refined", notes=face.notes + tuple(notes[k]))
+    return _with_faces(frames, done)
+
+
+def analyse_views(views, frames: Sequence[int], *, detector, mesh: LandmarkModel, iris: IrisModel | None,
+                  detect: DetectOptions = DetectOptions(),
+                  refine: RefineOptions = RefineOptions()) -> list[FrameFaces]:
+    """The default chain over a batch of frames: detect -> landmarks -> refine (re-crop passes, eye patches),
+    each stage batched over all frames and faces; the same faces as running the three stage functions in
+    turn. MediaPipe v2's pose and blendshapes are computed once, on the landmarks that are kept (they are
+    functions of the points), not on a first pass that a re-crop replaces.
+
+    Convention: views: FrameViews of B linear frames (any device) or B display-referred numpy views;
+    frames: B frame numbers. Returns B FrameFaces, frame pixels."""
+    fv = as_views(views)
+    found = detect_frames(detector, fv, frames, detect)
+    faces = _faces_of(found)
+    lazy = isinstance(mesh, MediaPipeMesh) and refine.recrop > 0
+    res = landmark_results(mesh, fv, found, extras=not lazy)
+    marked: dict[tuple[int, int], Face] = {}
+    for (fi, j, f), r in zip(faces, res):
+        face = apply_result(f, r, mesh.spec.id)
+        if lazy and float(np.mean(face.landmarks.confidence)) < refine.min_presence:  # refine keeps this pass
+            mesh.add_extras([r])
+            face = apply_result(f, r, mesh.spec.id)
+        marked[(fi, j)] = face
+    return refine_frames(fv, _with_faces(found, marked), mesh=mesh, iris=iris, options=refine)
 
 
 def fuse_faces(face_3d: Face, face_2d: Face, gate: tuple[float, float] = (30.0, 60.0)) -> Face:

@@ -1,7 +1,9 @@
 """Face detectors: preprocess -> run -> decode, for every registered detector family.
 
-Input: display-referred RGB frames in [0, 1] (H, W, 3) float32, i.e. ``core.colour.network_view`` of the linear
-plate, one size per call. Output: one :class:`~facegraph.core.detection.Detections` per frame in frame pixels.
+Input: a :class:`~facegraph.core.colour.FrameViews` of linear frames (B, C, H, W) on any device (``detect_views``:
+each network input is resized from the linear frame and only then toned, so no full-resolution view is made), or
+display-referred RGB views (H, W, 3) float32 in [0, 1] (``detect``: ``core.colour.network_view`` outputs), one size
+per call. Output: one :class:`~facegraph.core.detection.Detections` per frame in frame pixels.
 All the maths (decoding, NMS, geometry) is in ``core.detection``; this module knows each family's input
 contract (colour order, scaling, size) and runs the network, batching frames (and tiles) of the same input size.
 """
@@ -9,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Callable, Sequence
+from typing import Callable
 
 import cv2
 import numpy as np
 
 from ..core import progress
+from ..core.colour import FrameViews
 from ..core.detection import (Detections, DetectOptions, decode_blazeface, decode_retinaface, decode_scrfd,
                               decode_ultraface, decode_yolo5face, decode_yunet, blazeface_anchors,
                               dynamic_input_size, finalize, fit_input, map_to_frame, rotation_about_centre,
@@ -29,7 +32,7 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass(frozen=True)
 class _Family:
     colour: str                       # RGB | BGR
-    normalise: Callable[[np.ndarray], np.ndarray]   # float 0-255 HWC -> network values
+    normalise: Callable               # float 0-255 (N, 3, H, W) torch, in the family's colour order -> network values
     resize: str                       # dynamic | letterbox | stretch
     default_longest: int = 640
     stride: int = 32
@@ -43,8 +46,14 @@ def _rgb_scrfd(x):
     return (x - 127.5) / 128.0
 
 
+#: biubug6 RetinaFace BGR means (data/config.py rgb_mean, applied to BGR frames)
+_RETINA_BGR_MEANS = (104.0, 117.0, 123.0)
+
+
 def _bgr_retina(x):
-    return x - np.array([104.0, 117.0, 123.0], np.float32)  # biubug6 RetinaFace BGR means
+    import torch
+
+    return x - torch.tensor(_RETINA_BGR_MEANS, dtype=x.dtype, device=x.device)[None, :, None, None]
 
 
 def _rgb01(x):
@@ -134,31 +143,52 @@ class FaceDetector:
                 jobs.append(_Job(index, net_from_frame[:2], size, turns, crop, (m[0, 0], m[1, 1])))
         return jobs
 
-    def _input(self, view: np.ndarray, job: _Job) -> np.ndarray:
-        img = np.rot90(view, -job.quarter_turns) if job.quarter_turns else view  # clockwise turns
+    def _input(self, views: FrameViews, job: _Job):
+        """One job's network input, (3, h, w) float32 torch: the linear frame turned, cut to the job's tile
+        and resized (cv2 on CPU frames: INTER_AREA when shrinking, INTER_LINEAR when growing; torch's
+        area / bilinear elsewhere), then the view's tone mapping on the small picture, 8-bit steps, the
+        family's colour order and scaling. The network view is never made at full resolution."""
+        import torch
+        import torch.nn.functional as F
+
+        frame = views.frames[job.image]
         x0, y0, x1, y1 = job.crop
-        img = img[y0:y1, x0:x1]
         sx, sy = job.scale
         w, h = job.size
-        tw, th = max(1, int(round(img.shape[1] * sx))), max(1, int(round(img.shape[0] * sy)))
-        tw, th = min(tw, w), min(th, h)
-        interp = cv2.INTER_AREA if sx < 1 else cv2.INTER_LINEAR
-        resized = cv2.resize(np.ascontiguousarray(img, dtype=np.float32), (tw, th), interpolation=interp)
-        canvas = np.zeros((h, w, 3), np.float32)
-        canvas[:th, :tw] = resized
-        pixels = np.round(np.clip(canvas, 0, 1) * 255.0)  # what the networks were trained on: 8-bit values
+        if frame.device.type == "cpu":
+            img = frame.permute(1, 2, 0).numpy()
+            img = np.rot90(img, -job.quarter_turns) if job.quarter_turns else img  # clockwise turns
+            img = img[y0:y1, x0:x1]
+            tw, th = max(1, int(round(img.shape[1] * sx))), max(1, int(round(img.shape[0] * sy)))
+            tw, th = min(tw, w), min(th, h)
+            interp = cv2.INTER_AREA if sx < 1 else cv2.INTER_LINEAR
+            resized = cv2.resize(np.ascontiguousarray(img, dtype=np.float32), (tw, th), interpolation=interp)
+            small = torch.from_numpy(resized.reshape(th, tw, -1)).permute(2, 0, 1)[None]
+        else:
+            img = torch.rot90(frame, -job.quarter_turns, dims=(1, 2)) if job.quarter_turns else frame
+            img = img[:, y0:y1, x0:x1]
+            tw, th = max(1, int(round(img.shape[2] * sx))), max(1, int(round(img.shape[1] * sy)))
+            tw, th = min(tw, w), min(th, h)
+            mode = "area" if sx < 1 else "bilinear"
+            small = F.interpolate(img[None], size=(th, tw), mode=mode,
+                                  **({} if mode == "area" else {"align_corners": False}))
+        toned = views.tone(small, [job.image])[0]
+        canvas = torch.zeros((3, h, w), dtype=torch.float32, device=toned.device)
+        canvas[:, :th, :tw] = toned
+        pixels = torch.round(canvas * 255.0)  # what the networks were trained on: 8-bit values
         if self.family.colour == "BGR":
-            pixels = pixels[..., ::-1]
-        return self.family.normalise(pixels.astype(np.float32)).astype(np.float32)
+            pixels = pixels.flip(0)
+        return pixels
 
     # --------------------------------------------------------------------------------------------- run
-    def _run(self, batch: np.ndarray) -> list[dict[str, np.ndarray]]:
-        """batch (B, H, W, 3) network values -> per-image dicts of raw outputs."""
+    def _run(self, batch) -> list[dict[str, np.ndarray]]:
+        """batch (B, 3, H, W) torch network values -> per-image dicts of raw outputs (numpy)."""
         if self.spec.runtime == "onnx":
-            x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+            x = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
             outs = self._session.run(None, {self._input_name: x})
             return [{n: o[i] for n, o in zip(self._output_names, outs)} for i in range(len(batch))]
-        outs = self._module.run_numpy(batch)
+        dev = next(iter(self._module.buffers())).device
+        outs = [o.float().cpu().numpy() for o in self._module.run(batch.permute(0, 2, 3, 1).contiguous().to(dev))]
         return [{str(k): o[i] for k, o in enumerate(outs)} for i in range(len(batch))]
 
     def _decode(self, raw: dict[str, np.ndarray], size: tuple[int, int]) -> Detections:
@@ -177,16 +207,40 @@ class FaceDetector:
             return decode_blazeface(raw["0"], raw["1"], self._anchors, size[0])
         raise ModelError(f"no decoder for {fam}", model=self.spec.id)
 
-    def detect(self, views: Sequence[np.ndarray], options: DetectOptions = DetectOptions()) -> list[Detections]:
-        """Detect faces in display-referred RGB frames (H, W, 3) float32 in [0, 1] of one size."""
+    def detect(self, views, options: DetectOptions = DetectOptions()) -> list[Detections]:
+        """Detect faces in display-referred RGB frames (H, W, 3) float32 in [0, 1] of one size (numpy
+        ``network_view`` outputs), or in a :class:`~facegraph.core.colour.FrameViews` of linear frames (then
+        as :meth:`detect_views`)."""
+        if isinstance(views, FrameViews):
+            return self.detect_views(views, options)
         if not len(views):
             return []
-        shapes = {v.shape for v in views}
+        shapes = {np.shape(v) for v in views}
         if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[2] != 3:
             raise InputError(f"detect expects frames of one (H, W, 3) shape, got {sorted(shapes)}")
-        h, w = views[0].shape[:2]
+        return self.detect_views(FrameViews.from_display(views), options)
+
+    def detect_views(self, views: FrameViews, options: DetectOptions = DetectOptions()) -> list[Detections]:
+        """Detect faces in every frame of a batch; one Detections per frame, in frame pixels.
+
+        Convention:
+            views: :class:`~facegraph.core.colour.FrameViews` of B linear frames (B, C, H, W) float32 on any
+                device; each network input is resized from the linear frame and toned there (see
+                :meth:`_input`). All jobs (frames x rotations x tiles) of one input size run as batches
+                of up to the model's batch limit.
+            Returns B :class:`~facegraph.core.detection.Detections`: boxes (x0, y0, x1, y1) and keypoints
+            in frame pixels (pixel-area convention), best first.
+        """
+        import torch
+
+        if not isinstance(views, FrameViews):
+            raise InputError(f"views must be a FrameViews, got {type(views).__name__}",
+                             hint="core.colour.frame_views(images) makes one from a (B, C, H, W) batch")
+        if not len(views):
+            return []
+        w, h = views.size
         jobs = [j for i in range(len(views)) for j in self._jobs(i, (w, h), options)]
-        per_image: list[list[Detections]] = [[] for _ in views]
+        per_image: list[list[Detections]] = [[] for _ in range(len(views))]
         step = max(1, self._max_batch)
         with progress.task(len(jobs), f"detect ({self.spec.id})") as bar:
             for start in range(0, len(jobs), step):
@@ -195,7 +249,7 @@ class FaceDetector:
                 for j in chunk:
                     groups.setdefault(j.size, []).append(j)
                 for size, group in groups.items():
-                    batch = np.stack([self._input(views[j.image], j) for j in group])
+                    batch = self.family.normalise(torch.stack([self._input(views, j) for j in group]))
                     for j, raw in zip(group, self._run(batch)):
                         det = self._decode(raw, size)
                         det = det.take(np.flatnonzero(det.scores >= options.score_threshold * 0.5))

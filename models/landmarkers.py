@@ -1,9 +1,13 @@
 """Landmark models: crop -> run -> map back, for every registered landmark family.
 
-Inputs are display-referred RGB views in [0, 1] (``core.colour.network_view`` of the plate) and square crop
-regions (:class:`~facegraph.core.landmarks.Roi`) in frame pixels; outputs are :class:`LandmarkResult` in frame
-pixels (pixel-area convention). Each family knows its own crop convention (how a face box becomes the region
-it was trained on) in :meth:`roi_for`; the maths lives in ``core``.
+Batched entry point ``predict_frames(views, index, rois)``: a :class:`~facegraph.core.colour.FrameViews` of linear
+frames (B, C, H, W) on any device, and for each of N faces (over all frames of the batch) its frame index and
+square crop region (:class:`~facegraph.core.landmarks.Roi`, frame pixels). All N crops are cut from the linear
+frames by ONE batched warp (:func:`crop_frames`, ``core.warp.warp_affine`` with (N, 2, 3) matrices), toned into
+the networks' view at crop size, and run through the network as a batch. ``predict(view, rois)`` (one
+display-referred numpy view, ``core.colour.network_view`` of a plate) runs the same code. Outputs are
+:class:`LandmarkResult` in frame pixels (pixel-area convention). Each family knows its own crop convention (how
+a face box becomes the region it was trained on) in :meth:`roi_for`; the maths lives in ``core``.
 """
 from __future__ import annotations
 
@@ -12,10 +16,14 @@ import logging
 import zipfile
 from typing import Sequence
 
-import numpy as np
+import math
 
-from ..core.errors import ModelError
-from ..core.geometry import warp_affine
+import numpy as np
+import torch
+
+from ..core.colour import FrameViews
+from ..core.errors import InputError, ModelError
+from ..core.warp import SUPPORT_PX, warp_affine
 from ..core.landmarks import (EYE_CORNERS_LEFT, EYE_CORNERS_RIGHT, Roi, blaze_box_from_keypoints, decode_heatmaps, project_points,
                               roi_from_box, roi_from_points, roi_from_segment, rotation_of)
 from ..core.morphable import frame_camera, reconstruct
@@ -42,10 +50,96 @@ class LandmarkResult:
     extras: dict = dataclasses.field(default_factory=dict)
 
 
-def _crops(view: np.ndarray, rois: Sequence[Roi], size: int, border: str = "constant") -> tuple[np.ndarray, list]:
-    """Warp each ROI to a (size, size) crop; returns (B, size, size, C) and the crop_from_frame matrices."""
-    mats = [r.crop_from_frame(size) for r in rois]
-    return np.stack([warp_affine(view, m, (size, size), border=border) for m in mats]), mats
+#: source pixels kept around each crop's footprint when its patch is cut from a frame: the linear
+#: interpolation's reach (core.warp.SUPPORT_PX) plus one for rounding of the footprint
+_PATCH_MARGIN = SUPPORT_PX["linear"] + 1.0
+
+
+def crop_frames(views: FrameViews, index: Sequence[int], rois: Sequence[Roi], size: int,
+                border: str = "constant") -> tuple[torch.Tensor, np.ndarray]:
+    """Cut N square crops from a batch of linear frames with ONE batched warp, then tone them.
+
+    Convention:
+        views: FrameViews of B linear frames (C, H, W), C = 3 or 4, any device. index: (N,) frame of each
+        crop. rois: N crop regions in frame pixels. size: crop side in pixels. border: "constant" (0 outside
+        the frame) or "replicate".
+        Returns (crops, crop_from_frame): crops (N, 3, size, size) float32 on the frames' device,
+        display-referred RGB in [0, 1] (the view's tone mapping applied at crop size, channels-last in
+        memory on the CPU path); crop_from_frame (N, 2, 3) float64, frame -> crop pixels (pixel-area).
+    How: when all crops come from one frame, the warp reads that frame through a batch-expanded view (no
+    copy). Otherwise each crop's source footprint (plus the interpolation's reach) is cut as a patch; patches
+    are padded to one size (zeros, or replicated edges for "replicate", so the border behaves as the frame's)
+    and the matrices shifted by the patch origins; one ``warp_affine`` over the (N, C, h, w) patches follows.
+    Bilinear interpolation, as before the batching.
+    """
+    mats = np.stack([r.crop_from_frame(size) for r in rois]).astype(np.float64)
+    index = [int(i) for i in index]
+    src, src_mats = _crop_sources(views, index, mats, size, border)
+    linear = warp_affine(src, torch.from_numpy(src_mats), (size, size), border=border)
+    return views.tone(linear, index), mats
+
+
+def _crop_sources(views: FrameViews, index: list[int], mats: np.ndarray, size: int,
+                  border: str) -> tuple[torch.Tensor, np.ndarray]:
+    """(N, C, h, w) source images for a batched warp and their (N, 2, 3) patch -> crop matrices."""
+    frames = views.frames
+    n = len(index)
+    if len(set(index)) == 1:
+        return frames[index[0]][None].expand(n, -1, -1, -1), mats
+    w, h = views.size
+    corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
+    boxes = []
+    for m in mats:
+        a = m[:, :2]
+        q = (corners - m[:, 2]) @ np.linalg.inv(a).T  # crop corners in frame pixels
+        x0 = math.floor(q[:, 0].min() - _PATCH_MARGIN)
+        y0 = math.floor(q[:, 1].min() - _PATCH_MARGIN)
+        x1 = math.ceil(q[:, 0].max() + _PATCH_MARGIN)
+        y1 = math.ceil(q[:, 1].max() + _PATCH_MARGIN)
+        # keep at least the nearest edge pixel: a crop wholly outside the frame still replicates its edge
+        x0, y0 = min(max(x0, 0), w - 1), min(max(y0, 0), h - 1)
+        boxes.append((x0, y0, max(min(x1, w), x0 + 1), max(min(y1, h), y0 + 1)))
+    ph = max(b[3] - b[1] for b in boxes)
+    pw = max(b[2] - b[0] for b in boxes)
+    c = views.channels
+    dev = views.device
+    canvas = torch.zeros((n, ph, pw, c), dtype=torch.float32, device=dev).permute(0, 3, 1, 2)
+    shifted = mats.copy()
+    for k, (fi, (x0, y0, x1, y1)) in enumerate(zip(index, boxes)):
+        patch = frames[fi][:, y0:y1, x0:x1]
+        if border == "replicate" and (patch.shape[1] != ph or patch.shape[2] != pw):
+            patch = torch.nn.functional.pad(patch[None], (0, pw - patch.shape[2], 0, ph - patch.shape[1]),
+                                            mode="replicate")[0]
+        canvas[k, :, :patch.shape[1], :patch.shape[2]] = patch
+        shifted[k, :, 2] += mats[k, :, :2] @ np.array([x0, y0], np.float64)  # crop_from_patch
+    return canvas, shifted
+
+
+def _display_views(view: np.ndarray, n: int) -> tuple[FrameViews, list[int]]:
+    """One display-referred numpy view as FrameViews, and the index of n crops from it."""
+    return FrameViews.from_display([view]), [0] * n
+
+
+def _run_chunks(module, x: torch.Tensor, max_batch: int) -> list[np.ndarray]:
+    """Run a TFLite-ported module over x (N, ...) in chunks of at most ``max_batch`` (chunks padded to a
+    power of two, so a traced graph exists for few batch sizes); outputs concatenated as numpy float32."""
+    dev = next(iter(module.buffers())).device
+    x = x.to(dev)
+    outs: list[list[np.ndarray]] = []
+    for start in range(0, x.shape[0], max_batch):
+        chunk = x[start:start + max_batch]
+        k = chunk.shape[0]
+        padded = 1 << (k - 1).bit_length()
+        if padded != k:
+            chunk = torch.cat([chunk, chunk.new_zeros((padded - k,) + tuple(chunk.shape[1:]))])
+        outs.append([o[:k].float().cpu().numpy() for o in module.run(chunk.contiguous())])
+    return [np.concatenate(parts) for parts in zip(*outs)]
+
+
+def _batch_limit(device: str) -> int:
+    """Faces per network call: 1 on the CPU (measured: the ported MediaPipe graphs run no faster per face in
+    batches there, see bench/chain.py), 32 on accelerators."""
+    return 1 if str(device).startswith("cpu") else 32
 
 
 def _onnx(resolved: ResolvedModel, device: str, threads: int):
@@ -56,10 +150,11 @@ def _onnx(resolved: ResolvedModel, device: str, threads: int):
     return session, session.get_inputs()[0].name
 
 
-def _rgb01_batch(view: np.ndarray, rois: Sequence[Roi], size: int) -> np.ndarray:
+def _rgb01_batch(views: FrameViews, index, rois: Sequence[Roi], size: int) -> np.ndarray:
     """(B, 3, size, size) float32 RGB in [0, 1] at 8-bit steps (what the ONNX 2D landmarkers trained on)."""
-    crops, _ = _crops(view, rois, size)
-    return np.ascontiguousarray((np.round(crops * 255) / 255).astype(np.float32).transpose(0, 3, 1, 2))
+    crops, _ = crop_frames(views, index, rois, size)
+    x = torch.round(crops * 255) / 255
+    return np.ascontiguousarray(x.cpu().numpy(), dtype=np.float32)
 
 
 def _sigmoid(x: float) -> float:
@@ -82,6 +177,18 @@ class LandmarkModel:
         raise NotImplementedError
 
     def predict(self, view: np.ndarray, rois: Sequence[Roi]) -> list[LandmarkResult]:
+        """Landmarks for ``rois`` in one display-referred view (H, W, 3) float32 in [0, 1] (a numpy
+        ``network_view`` output): the same code as :meth:`predict_frames`."""
+        if not rois:
+            return []
+        views, index = _display_views(view, len(rois))
+        return self.predict_frames(views, index, rois)
+
+    def predict_frames(self, views: FrameViews, index: Sequence[int], rois: Sequence[Roi]) -> list[LandmarkResult]:
+        """Landmarks for N faces over a batch of frames, one network batch.
+
+        Convention: views: FrameViews of the linear frames (any device); index: (N,) frame of each face;
+        rois: N crop regions (frame pixels). Returns N results, points in frame pixels (pixel-area)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -168,6 +275,7 @@ class MediaPipeMesh(LandmarkModel):
             self._mesh = TFLiteModule.from_file(path, device=device)
             self.scheme, self.n_points = "mediapipe468", 468
         self.input_size = int(self._mesh.input_shapes[0][1])
+        self.max_batch = _batch_limit(device)
 
     def roi_for(self, box, keypoints=None, points=None, scheme=""):
         if points is not None and scheme.startswith("mediapipe") and len(points) >= 468:
@@ -177,26 +285,35 @@ class MediaPipeMesh(LandmarkModel):
                                 angle=rotation_of(keypoints[0], keypoints[1]))
         return roi_from_box(box, scale=MESH_ROI_SCALE)
 
-    def predict(self, view, rois):
+    def predict_frames(self, views, index, rois, *, extras: bool = True):
+        """See :meth:`LandmarkModel.predict_frames`. extras: False leaves out head rotation and blendshapes
+        (functions of the points only: :meth:`add_extras` adds them later, e.g. after re-crop passes)."""
         if not rois:
             return []
-        crops, mats = _crops(view, rois, self.input_size)
-        outs = []
-        for i in range(len(crops)):  # measured: batch 1 is fastest on the CPU for this graph
-            outs.append(self._mesh.run_numpy(crops[i:i + 1]))
+        s = self.input_size
+        crops, _ = crop_frames(views, index, rois, s)
+        x = crops.permute(0, 2, 3, 1)  # NHWC, what the TFLite graph takes
+        raw_pts, raw_presence = _run_chunks(self._mesh, x, self.max_batch)[:2]
         results = []
-        for roi, m, o in zip(rois, mats, outs):
-            raw = o[0].reshape(-1, 3)[: self.n_points]
-            frame_from_crop = roi.frame_from_crop(self.input_size)
-            pts = project_points(raw, frame_from_crop).astype(np.float32)
-            presence = _sigmoid(float(o[1].reshape(-1)[0]))
-            res = LandmarkResult(points=pts, scheme=self.scheme, presence=presence, roi=roi)
-            if self.canonical is not None:
-                res.rotation, res.extras["shape_residual"] = self.head_rotation(pts)
-                if self._blend is not None:
-                    res.blendshapes = (BLENDSHAPE_NAMES, self.blendshapes(pts))
-            results.append(res)
+        for k, roi in enumerate(rois):
+            raw = raw_pts[k].reshape(-1, 3)[: self.n_points]
+            pts = project_points(raw, roi.frame_from_crop(s)).astype(np.float32)
+            presence = _sigmoid(float(raw_presence[k].reshape(-1)[0]))
+            results.append(LandmarkResult(points=pts, scheme=self.scheme, presence=presence, roi=roi))
+        if extras:
+            self.add_extras(results)
         return results
+
+    def add_extras(self, results: Sequence[LandmarkResult]) -> None:
+        """Head rotation (with its shape residual) and blendshapes for results of this model, in place
+        (v2 only: v1 has no canonical mesh or blendshape model)."""
+        if self.canonical is None or not results:
+            return
+        for res in results:
+            res.rotation, res.extras["shape_residual"] = self.head_rotation(res.points)
+        if self._blend is not None:
+            for res in results:  # one face per call: the graph's output (52,) has no batch dimension
+                res.blendshapes = (BLENDSHAPE_NAMES, self.blendshapes(res.points))
 
     def blendshapes(self, points: np.ndarray) -> np.ndarray:
         """52 coefficients from 478 frame-pixel points (the model normalises position and scale itself)."""
@@ -234,10 +351,10 @@ class PFLD(LandmarkModel):
             box = (x0, y0, x1, y1)
         return roi_from_box(box, scale=self.ROI_SCALE)
 
-    def predict(self, view, rois):
+    def predict_frames(self, views, index, rois):
         if not rois:
             return []
-        x = _rgb01_batch(view, rois, self.input_size)
+        x = _rgb01_batch(views, index, rois, self.input_size)
         out = self._session.run(None, {self._input: x})[0].reshape(len(rois), -1, 2)
         res = []
         for roi, raw in zip(rois, out):
@@ -293,13 +410,12 @@ class TDDFA(LandmarkModel):
         old = (x1 - x0 + y1 - y0) / 2
         return Roi((x0 + x1) / 2, (y0 + y1) / 2 + old * 0.14, old * 1.58)
 
-    def predict(self, view, rois):
+    def predict_frames(self, views, index, rois):
         if not rois:
             return []
-        torch = self._torch
-        crops, _ = _crops(view, rois, self.input_size)
-        bgr = np.round(crops[..., ::-1] * 255.0)
-        x = torch.from_numpy(((bgr - 127.5) / 128.0).astype(np.float32).transpose(0, 3, 1, 2)).to(self.device)
+        crops, _ = crop_frames(views, index, rois, self.input_size)
+        bgr = torch.round(crops.flip(1) * 255.0)  # 3DDFA_V2 reads BGR 8-bit frames
+        x = ((bgr - 127.5) / 128.0).contiguous().to(self.device)
         with torch.inference_mode():
             params, lms = self.net(x)
         params = params.cpu().numpy().astype(np.float64) * self.std + self.mean
@@ -344,10 +460,10 @@ class FanHeatmap(LandmarkModel):
     def roi_for(self, box, keypoints=None, points=None, scheme=""):
         return roi_from_box(box, scale=self.ROI_SCALE)
 
-    def predict(self, view, rois):
+    def predict_frames(self, views, index, rois):
         if not rois:
             return []
-        x = _rgb01_batch(view, rois, self.input_size)
+        x = _rgb01_batch(views, index, rois, self.input_size)
         outs = self._session.run(None, {self._input: x})
         heat = next((o for o in outs if o.ndim == 4), None)
         if heat is None:
@@ -387,6 +503,8 @@ class IrisModel:
 
         self.spec = spec
         self._module = TFLiteModule.from_file(resolved.path(".tflite"), device=device)
+        # all eyes in one call: the old path ran every eye of a frame as one batch on the CPU too
+        self.max_batch = 64
 
     def eye_rois(self, mesh: np.ndarray) -> list[tuple[Roi, bool]]:
         """(roi, mirrored) for the two eyes of a 468/478-point mesh in frame pixels."""
@@ -395,14 +513,30 @@ class IrisModel:
         return [(left, False), (right, True)]
 
     def predict(self, view: np.ndarray, eyes: Sequence[tuple[Roi, bool]]) -> list[EyeResult]:
+        """Eye results for ``eyes`` (roi, mirrored) in one display-referred numpy view (H, W, 3) in [0, 1]:
+        the same code as :meth:`predict_frames`."""
+        if not eyes:
+            return []
+        views, index = _display_views(view, len(eyes))
+        return self.predict_frames(views, index, eyes)
+
+    def predict_frames(self, views: FrameViews, index: Sequence[int],
+                       eyes: Sequence[tuple[Roi, bool]]) -> list[EyeResult]:
+        """Eye results for N eyes over a batch of frames (all eyes of all faces at once).
+
+        Convention: views: FrameViews of the linear frames (any device); index: (N,) frame of each eye;
+        eyes: N (roi, mirrored) from :meth:`eye_rois`. Crops are cut by one batched warp with replicated
+        borders; mirrored eyes are flipped in and their points flipped back. Points in frame pixels."""
         if not eyes:
             return []
         s = self.input_size
-        crops, _ = _crops(view, [r for r, _ in eyes], s, border="replicate")
-        for i, (_, flip) in enumerate(eyes):
-            if flip:
-                crops[i] = crops[i][:, ::-1]
-        contour, iris = self._module.run_numpy(crops)
+        crops, _ = crop_frames(views, index, [r for r, _ in eyes], s, border="replicate")
+        x = crops.permute(0, 2, 3, 1).contiguous()  # NHWC
+        flips = [i for i, (_, flip) in enumerate(eyes) if flip]
+        if flips:
+            sel = torch.tensor(flips, device=x.device)
+            x[sel] = x[sel].flip(2)
+        contour, iris = _run_chunks(self._module, x, self.max_batch)
         out = []
         for i, (roi, flip) in enumerate(eyes):
             c = contour[i].reshape(-1, 3).astype(np.float64)

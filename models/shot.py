@@ -1,20 +1,21 @@
 """Analyse a whole shot: stream frames -> per-frame faces (cached on disk) -> tracks, gates, fills, smoothing.
 
-Frames are read with a bounded window and analysed one at a time (no whole sequence in memory); the per-frame
-records go to a :class:`~facegraph.core.shotcache.FrameCache`, so a re-run (or a later graph) reads them instead
+Frames are read with a bounded window and analysed in small batches (``BATCH_FRAMES`` frames, at most
+``BATCH_BYTES`` of pixels: no whole sequence in memory); the per-frame records go to a :class:`~facegraph.core.shotcache.FrameCache`, so a re-run (or a later graph) reads them instead
 of running the models again. Only the small records are held for the shot-level pass.
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..core import progress
-from ..core.colour import ViewOptions, network_view
+from ..core.colour import FrameViews, ViewOptions
 from ..core.detection import DetectOptions
+from ..core.errors import InputError
 from ..core.io.frames import Frame
 from ..core.io.source import Source
 from ..core.refine import RefineOptions
@@ -23,7 +24,7 @@ from ..core.shotcache import FrameCache, file_identity
 from ..core.tracking import TrackOptions
 from ..core.types import FrameFaces
 from ..core.version import version
-from .analysis import detect_frames, landmark_frames, refine_frames
+from .analysis import analyse_views
 from .loader import load_model
 from .registry import registry
 
@@ -54,31 +55,87 @@ class AnalysisOptions:
         return {"facegraph": version(), "options": opts, "models": models}
 
 
+#: frames analysed together (detection, landmark and iris batches span them) and the most frame memory a
+#: batch may hold; larger frames make smaller batches (1080p RGBA float32 is 33 MB: 8 fit; 4K: 3)
+BATCH_FRAMES = 8
+BATCH_BYTES = 512 * 2**20
+
+
+def _as_frame_tensor(pixels) -> "torch.Tensor":
+    """(H, W, C) numpy or (C, H, W) torch linear frame -> (C, H, W) float32 torch with C = 3 or 4 (RGB, or
+    RGBA premultiplied; channels past the fourth, or a lone second, are not the picture): a view, no copy,
+    where the input is float32 already."""
+    import torch
+
+    if isinstance(pixels, torch.Tensor):
+        x = pixels if pixels.ndim == 3 else pixels[0]
+    else:
+        px = np.asarray(pixels)
+        if px.ndim != 3:
+            raise InputError(f"a frame must be (H, W, C), got shape {px.shape}")
+        x = torch.from_numpy(px if px.dtype == np.float32 else px.astype(np.float32)).permute(2, 0, 1)
+    c = x.shape[0]
+    if c not in (3, 4):
+        if c < 3:
+            raise InputError(f"a frame needs RGB channels, got {c}")
+        x = x[:3]
+    return x if x.dtype == torch.float32 else x.float()
+
+
 class ShotAnalyser:
-    def __init__(self, options: AnalysisOptions = AnalysisOptions()) -> None:
+    """The default chain over a shot's frames, in batches (see :func:`~facegraph.models.analysis.analyse_views`)."""
+
+    def __init__(self, options: AnalysisOptions = AnalysisOptions(), *, batch: int = BATCH_FRAMES) -> None:
+        if batch < 1:
+            raise InputError(f"batch must be >= 1, got {batch}")
         self.options = options
+        self.batch = batch
         self.detector = load_model(options.detector, task="detect", device=options.device, threads=options.threads)
         self.mesh = load_model(options.landmarks, task="landmarks", device=options.device, threads=options.threads)
         self.iris = load_model(options.eye_model, task="refine", device=options.device, threads=options.threads)
 
-    def analyse_frame(self, pixels: np.ndarray, number: int) -> FrameFaces:
+    def analyse_frame(self, pixels, number: int) -> FrameFaces:
         """One linear frame (H, W, C) -> its faces with landmarks, refined, exposure-gated."""
-        rgb = pixels[..., :3]
-        alpha = pixels[..., 3] if pixels.shape[-1] == 4 else None
-        view = network_view(rgb, alpha, self.options.view)
-        ff = detect_frames(self.detector, [view], [number], self.options.detect)
-        ff = landmark_frames(self.mesh, [view], ff, recrop=0)
-        ff = refine_frames([view], ff, mesh=self.mesh, iris=self.iris,
-                           options=RefineOptions(recrop=self.options.recrop, eyes=self.options.eyes))[0]
-        faces = []
-        for f in ff.faces:
-            why = exposure_gate(f, rgb, self.options.gate)
-            faces.append(f.replace(notes=f.notes + (f"gate={why}",)) if why else f)
-        return ff.replace(faces=tuple(faces))
+        return self.analyse_frames([pixels], [number])[0]
+
+    def analyse_frames(self, frames, numbers: Sequence[int]) -> list[FrameFaces]:
+        """A batch of linear frames -> their faces with landmarks, refined, exposure-gated.
+
+        Convention: frames: B frames of one size, each (H, W, C) float32 numpy or (C, H, W) torch (or a
+        (B, C, H, W) tensor), scene-linear, premultiplied where C == 4, on any device; numbers: B frame
+        numbers. The chain runs batched over all of them (one view record per frame: the exposure is
+        measured once per frame and each network sees the view at its own input size). Faces in the frames'
+        own pixels (pixel-area convention)."""
+        items = [_as_frame_tensor(f) for f in frames]
+        if len(items) != len(numbers):
+            raise InputError(f"{len(numbers)} frame numbers for {len(items)} frames")
+        if not items:
+            return []
+        views = FrameViews(items, self.options.view)
+        found = analyse_views(views, list(numbers), detector=self.detector, mesh=self.mesh, iris=self.iris,
+                              detect=self.options.detect,
+                              refine=RefineOptions(recrop=self.options.recrop, eyes=self.options.eyes))
+        out = []
+        for x, ff in zip(items, found):
+            rgb = x[:3].permute(1, 2, 0)
+            rgb = rgb.numpy() if rgb.device.type == "cpu" else None
+            faces = []
+            for f in ff.faces:
+                if rgb is None:  # core.shot.exposure_gate reads numpy pixels: one copy to the CPU
+                    rgb = x[:3].permute(1, 2, 0).cpu().numpy()
+                why = exposure_gate(f, rgb, self.options.gate)
+                faces.append(f.replace(notes=f.notes + (f"gate={why}",)) if why else f)
+            out.append(ff.replace(faces=tuple(faces)))
+        return out
+
+    def _batch_size(self, pixels: np.ndarray) -> int:
+        return max(1, min(self.batch, BATCH_BYTES // max(1, pixels.nbytes)))
 
     def analyse(self, source: Source, cache_root: str | Path | None = None,
                 on_frame: Callable[[Frame, FrameFaces], None] | None = None) -> list[FrameFaces]:
-        """Per-frame faces for every frame of ``source``, streamed, reading/writing the cache."""
+        """Per-frame faces for every frame of ``source``, streamed in batches of frames (at most ``batch``
+        frames and BATCH_BYTES of pixels held), reading/writing the cache; progress and ``on_frame`` per
+        frame, in order."""
         cache = None
         if cache_root is not None:
             cache = FrameCache(cache_root, {**self.options.key_material(), "source": source_identity(source)})
@@ -94,19 +151,37 @@ class ShotAnalyser:
             sub = source.subset(todo)
             pos = {f: i for i, f in enumerate(source.frames)}
             with progress.task(len(todo), "analyse frames") as bar:
+                def flush(batch: list[Frame]) -> None:
+                    if type(self).analyse_frame is not _ANALYSE_FRAME:  # a per-frame step overridden: honour it
+                        found = [self.analyse_frame(f.pixels, f.number) for f in batch]
+                    else:
+                        found = self.analyse_frames([f.pixels for f in batch], [f.number for f in batch])
+                    for frame, ff in zip(batch, found):
+                        ff = to_display_window(ff, frame)
+                        if frame.filled:
+                            ff = ff.replace(faces=tuple(f.replace(notes=f.notes + (f"gate=missing-frame:{frame.source}",))
+                                                        for f in ff.faces))
+                        out[pos[frame.number]] = ff
+                        if cache:
+                            cache.put(frame.number, identities(frame.number), ff)
+                        if on_frame is not None:
+                            on_frame(frame, ff)
+                        bar.advance()
+
+                batch: list[Frame] = []
                 for frame in sub.frames_iter():
-                    ff = self.analyse_frame(frame.pixels, frame.number)
-                    ff = to_display_window(ff, frame)
-                    if frame.filled:
-                        ff = ff.replace(faces=tuple(f.replace(notes=f.notes + (f"gate=missing-frame:{frame.source}",))
-                                                    for f in ff.faces))
-                    out[pos[frame.number]] = ff
-                    if cache:
-                        cache.put(frame.number, identities(frame.number), ff)
-                    if on_frame is not None:
-                        on_frame(frame, ff)
-                    bar.advance()
+                    if batch and (frame.pixels.shape != batch[0].pixels.shape
+                                  or len(batch) >= self._batch_size(batch[0].pixels)):
+                        flush(batch)
+                        batch = []
+                    batch.append(frame)
+                if batch:
+                    flush(batch)
         return out
+
+
+#: the per-frame step as defined here: analyse() batches frames unless a subclass (or a test) replaces it
+_ANALYSE_FRAME = ShotAnalyser.analyse_frame
 
 
 def source_windows(source: Source) -> dict:
