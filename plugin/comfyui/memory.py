@@ -339,6 +339,9 @@ class FacegraphPatcherMixin:
         cache, wrapper = self.fg_cache(), self.fg_wrapper()
         if cache is not None and wrapper is not None:
             cache.discard(self.fg_key, wrapper)
+        # ComfyUI still holds this patcher until its walk is over (and we keep it alive for that): let go of
+        # the modules now, so they are freed with the wrapper, whoever held it last
+        self.model.parts = type(self.model.parts)()
         return self.model
 
     def patch_model(self, device_to: Any = None, lowvram_model_memory: float = 0, load_weights: bool = True,

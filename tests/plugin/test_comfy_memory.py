@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from facegraph.models import devices, loader
-from facegraph.models.cache import ModelCache, model_bytes
+from facegraph.models.cache import CacheKey, ModelCache, model_bytes
 from facegraph.plugin.comfyui import memory
 
 _spec = importlib.util.spec_from_file_location("facegraph_test_comfy_standins",
@@ -101,11 +101,20 @@ def _host_model(mm, size):
 # ------------------------------------------------------------------------------------------------ tests
 def test_nothing_imports_comfy_and_headless_nothing_changes():
     from facegraph.models.cache import default_cache
+    from facegraph.plugin import comfyui
 
     # this module imported memory.py (and the pack: nodes, plugin.comfyui) at collection: no comfy came with it
     assert not [m for m in sys.modules if m == "comfy" or m.startswith("comfy.")]
-    assert default_cache().on_get is None and default_cache().on_evict is None  # install_bridges said no
-    assert not memory.registered()
+    hooks = (default_cache().on_get, default_cache().on_evict)
+    assert comfyui.install_bridges() is False  # no folder_paths: not inside ComfyUI, nothing installed
+    assert (default_cache().on_get, default_cache().on_evict) == hooks
+    cache = ModelCache(max_entries=2, max_bytes=None)
+    memory.install(cache)  # even hooked, without comfy.model_management a get changes nothing
+    try:
+        model = cache.get(CacheKey("tddfa_v2_mb05"), lambda: TorchWrapper(None, None))
+        assert not memory.registered() and model.device == "cpu" and not model.closed
+    finally:
+        memory.uninstall(cache)
 
 
 def test_a_torch_model_loaded_inside_comfyui_is_visible_to_its_manager(host):
@@ -152,6 +161,7 @@ def test_comfyui_unloading_it_evicts_it_from_our_cache_and_it_comes_back_on_next
     host.mm.unload_all_models()
     assert model.device == OFFLOAD and model.closed  # detached: offloaded, and evicted from facegraph's cache
     assert not _ours(host.mm) and len(host.cache) == 0 and not memory.registered()
+    assert len(patcher.model.parts) == 0  # the detached patcher no longer holds the modules
     assert host.mm.get_free_memory(torch.device(CARD)) == host.mm.TOTAL and host.mm.empty_cache_calls == 1
     del model
     gc.collect()
