@@ -103,3 +103,78 @@ def test_cli_reports_failures_with_exit_code_2(tmp_path, caplog):
 def test_parse_assignments_types_values():
     assert parse_assignments(["a=1", "b=2.5", "c=true", "d=text", "e="]) == \
         {"a": 1, "b": 2.5, "c": True, "d": "text", "e": ""}
+
+
+# ---------------------------------------------------------------- named parameters, --dry-run, --help-params
+def _template(tmp_path, plate, out):
+    doc = {"parameters": {
+        "input": {"type": "STRING", "feeds": ["1.path"], "help": "the plate"},
+        "output": {"type": "STRING", "feeds": ["2.path"], "help": "where"},
+        "count": {"type": "INT", "feeds": ["1.count"], "help": "frames"},
+        "depth": {"type": ["half", "float"], "feeds": ["2.pixel_type"], "help": "EXR depth"},
+        "name": "plain"},
+        "graph": _graph(str(plate), str(out))}
+    doc["graph"]["1"]["inputs"]["count"] = 0
+    p = tmp_path / "t.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    return p
+
+
+def test_named_parameters_feed_their_inputs(plate, tmp_path):
+    from facegraph.plugin.runner import bind, load_template
+
+    t = load_template(_template(tmp_path, plate, tmp_path / "o.####.exr"))
+    assert t.parameters["count"].default == 0 and t.defaults == {"name": "plain"}
+    graph, _ = bind(t, {"count": "2", "depth": "half", "2.compression": "piz"})
+    assert graph["1"]["inputs"]["count"] == 2 and graph["2"]["inputs"]["pixel_type"] == "half"
+    assert graph["2"]["inputs"]["compression"] == "piz"  # NODE.INPUT still works
+    with pytest.raises(GraphError, match=r"parameter 'count' = 'two' is not a valid INT \(feeds 1.count\)"):
+        bind(t, {"count": "two"})
+    with pytest.raises(GraphError, match="not one of"):
+        bind(t, {"depth": "double"})
+    with pytest.raises(GraphError, match="did you mean count"):
+        bind(t, {"cont": 1})
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(plate, tmp_path, capsys):
+    t = _template(tmp_path, plate, tmp_path / "out" / "o.####.exr")
+    assert main(["-q", "run", str(t), "--dry-run", "--frames", "2-2", "--handles", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "FacegraphLoadImageSequence" in text and "sequence, 3 frame(s) 1-3" in text
+    assert str(tmp_path / "out" / "o.####.exr") in text and "count (INT, default 0)" in text
+    assert not (tmp_path / "out").exists()
+    assert main(["-q", "run", str(t), "--help-params"]) == 0
+    assert "depth (half|float, default 'float')  -> 2.pixel_type" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["1.class_type=x"], None),
+    (["2.images=[9, 0]"], "missing node 9"),
+    (["2.images=[1, 2]"], "wants IMAGE but node 1 output 2"),
+    (["count=abc"], "parameter 'count'"),
+    (["2.colour=red"], "unknown input 'colour'"),
+])
+def test_dry_run_errors_name_node_and_input(plate, tmp_path, caplog, sets, message):
+    t = _template(tmp_path, plate, tmp_path / "o.####.exr")
+    if message is None:  # an unknown node class
+        g = yaml.safe_load(t.read_text())
+        g["graph"]["1"]["class_type"] = "FacegraphLoadImageSequense"
+        t.write_text(yaml.safe_dump(g))
+        sets, message = [], "did you mean FacegraphLoadImageSequence"
+    args = ["run", str(t), "--dry-run"]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 2
+    assert message in caplog.text
+
+
+def test_run_summary_and_chunk(plate, tmp_path, caplog):
+    import logging
+
+    t = _template(tmp_path, plate, tmp_path / "out" / "o.####.exr")
+    with caplog.at_level(logging.INFO, logger="facegraph"):
+        assert main(["run", str(t), "--frames", "2-3", "--handles", "1", "--json"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".exr") == ["o.0002.exr", "o.0003.exr"]
+    assert "2 frame file(s) written" in caplog.text and "frames/s" in caplog.text
+    assert main(["-q", "run", str(t), "--frames", "3-2"]) == 2
+    assert main(["-q", "run", str(t), "--handles", "2"]) == 2  # handles need --frames
