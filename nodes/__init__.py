@@ -3,9 +3,9 @@ ComfyUI and in facegraph's headless runner. Each module exports ``NODES = {node_
 node ids and input names are public API (tests/plugin/api_snapshot.json guards them)."""
 from __future__ import annotations
 
-from . import analysis, blend, colour, face_model, io, stream, synthesis, temporal
+from . import analysis, blend, colour, face_model, io, stream, synthesis, system, temporal
 
-_MODULES = (io, colour, analysis, temporal, face_model, blend, synthesis, stream)
+_MODULES = (io, colour, analysis, temporal, face_model, blend, synthesis, stream, system)
 
 NODE_CLASSES: dict[str, type] = {}
 DISPLAY_NAMES: dict[str, str] = {}
