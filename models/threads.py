@@ -125,16 +125,17 @@ def _check_count(threads: object, name: str) -> int:
     return threads
 
 
-def child_env(threads: int | None = None) -> dict[str, str]:
+def child_env(threads: int | None = None, *, keep_user: bool = True) -> dict[str, str]:
     """Environment variables for a process facegraph is about to start (Ray ``runtime_env``, a subprocess):
     passive OpenMP waiting and ``threads`` (default :func:`default_threads`) for every threaded library,
     plus ``FACEGRAPH_THREADS`` so the child's own policy agrees. The caller merges them into the child's
-    environment; the user's own values (in this process's environment) win."""
+    environment. ``keep_user``: the user's own values (in this process's environment) win; False forces
+    these (Ray actors sized to one CPU each)."""
     n = default_threads() if threads is None else _check_count(threads, "threads")
     env = dict(WAIT_ENV)
     env.update({k: str(n) for k in COUNT_ENV})
     env[THREADS_ENV] = str(n)
-    return {k: os.environ.get(k, v) for k, v in env.items()}
+    return {k: os.environ.get(k, v) for k, v in env.items()} if keep_user else env
 
 
 def _start_environ() -> dict[str, str]:
@@ -170,16 +171,20 @@ def _loaded_passive() -> bool:
     return _passive_before_torch or _passive(_start_environ())
 
 
-def configure_process(threads: int | None = None) -> ThreadPolicy:
+def configure_process(threads: int | None = None, *, load_torch: bool = False) -> ThreadPolicy:
     """Set the thread policy of a process facegraph started itself (CLI ``main``, farm / Ray workers).
 
     Call it first, before anything imports torch. Where the user has not set them, it sets
-    ``OMP_WAIT_POLICY=PASSIVE``, ``KMP_BLOCKTIME=0`` and ``OMP/MKL/OPENBLAS_NUM_THREADS`` (=``threads``); then
-    it imports torch and sets ``torch.set_num_threads(threads)`` and one inter-op thread (facegraph does not
-    fork TorchScript tasks; skipped with a debug line where torch's inter-op pool has started already).
+    ``OMP_WAIT_POLICY=PASSIVE``, ``KMP_BLOCKTIME=0`` and ``OMP/MKL/OPENBLAS_NUM_THREADS`` (= ``threads``), which
+    the libraries read when they load (torch takes its intra-op count from ``OMP_NUM_THREADS``). It imports
+    torch only where needed, so a command that never runs a model does not pay torch's import: where torch is
+    loaded already, where ``load_torch`` is true, or where the user's own ``OMP_NUM_THREADS`` differs from
+    ``threads``; then it sets ``torch.set_num_threads(threads)`` and one inter-op thread (facegraph forks no
+    TorchScript tasks; left alone, with a debug line, where torch's inter-op pool has started already).
+
     ``threads``: default :func:`default_threads` (``FACEGRAPH_THREADS`` or the cores). Where torch was
-    imported before this call the wait policy can no longer change (see the module docstring): the policy
-    then behaves as :func:`host_policy` for small stages and says so in the log.
+    imported before this call the wait policy can no longer change (see the module docstring): small stages
+    then run single-threaded, as under :func:`host_policy`, and the log says so.
 
     Returns the policy, which :func:`current_policy` returns from then on.
     """
@@ -202,13 +207,14 @@ def configure_process(threads: int | None = None) -> ThreadPolicy:
         else:
             passive = _passive(dict(os.environ))
             _passive_before_torch = passive
-        import torch
+        if torch_loaded or load_torch or os.environ.get("OMP_NUM_THREADS", "").strip() != str(n):
+            import torch
 
-        torch.set_num_threads(n)
-        try:
-            torch.set_num_interop_threads(1)
-        except RuntimeError as exc:  # the inter-op pool has started (or was set) already
-            log.debug("inter-op threads left at %d: %s", torch.get_num_interop_threads(), exc)
+            torch.set_num_threads(n)
+            try:
+                torch.set_num_interop_threads(1)
+            except RuntimeError as exc:  # the inter-op pool has started (or was set) already
+                log.debug("inter-op threads left at %d: %s", torch.get_num_interop_threads(), exc)
         _current = ThreadPolicy(threads=n, small_threads=n if passive else 1, passive=passive,
                                 host=torch_loaded, env_set=tuple(env_set), source=source)
     log.debug("thread policy: %s", _current)

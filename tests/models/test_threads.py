@@ -57,13 +57,16 @@ def test_bad_counts_are_input_errors(clean):
 # ---------------------------------------------------------------------------------------- environment
 def test_configure_sets_passive_and_counts_where_unset(clean, monkeypatch):
     monkeypatch.setattr(th, "_torch_loaded", lambda: False)
-    policy = th.configure_process(1)
+    torch.set_num_threads(2)
+    policy = th.configure_process(1)  # OMP_NUM_THREADS=1 is now set: torch would take it when it loads
+    assert torch.get_num_threads() == 2 and clean == []  # so torch was left alone (not imported, were it absent)
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and os.environ["KMP_BLOCKTIME"] == "0"
     assert all(os.environ[k] == "1" for k in th.COUNT_ENV)
     assert set(policy.env_set) == {*th.WAIT_ENV, *th.COUNT_ENV}
     assert policy.passive and not policy.host and policy.threads == policy.small_threads == 1
-    assert torch.get_num_threads() == 1 and clean == [1]
     assert th.current_policy() is policy
+    th.configure_process(1, load_torch=True)
+    assert torch.get_num_threads() == 1 and clean == [1]
 
 
 def test_configure_never_overwrites_the_users_values(clean, monkeypatch):
@@ -71,12 +74,13 @@ def test_configure_never_overwrites_the_users_values(clean, monkeypatch):
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
     monkeypatch.setenv(th.THREADS_ENV, "2")
+    torch.set_num_threads(1)
     policy = th.configure_process()
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE" and os.environ["OMP_NUM_THREADS"] == "7"
     assert "OMP_WAIT_POLICY" not in policy.env_set and "OMP_NUM_THREADS" not in policy.env_set
     assert policy.threads == 2 and policy.source == th.THREADS_ENV
     assert not policy.passive and policy.small_threads == 1  # the user asked for spinning: small stages go single
-    assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == 2  # OMP_NUM_THREADS=7 would not give 2: set on torch itself
 
 
 def test_configure_after_torch_was_imported_knows_the_policy_is_fixed(clean):
@@ -89,6 +93,7 @@ def test_child_env_gives_the_policy_and_keeps_user_values(clean, monkeypatch):
     assert env["OMP_WAIT_POLICY"] == "PASSIVE" and env["MKL_NUM_THREADS"] == "1" and env[th.THREADS_ENV] == "1"
     monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
     assert th.child_env(1)["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert th.child_env(1, keep_user=False)["OMP_WAIT_POLICY"] == "PASSIVE"
     assert "OMP_WAIT_POLICY" not in os.environ or os.environ["OMP_WAIT_POLICY"] == "ACTIVE"  # nothing set here
 
 
