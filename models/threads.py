@@ -35,6 +35,7 @@ cores this process may run on). :func:`default_threads` is the one place that re
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -138,6 +139,7 @@ def child_env(threads: int | None = None, *, keep_user: bool = True) -> dict[str
     return {k: os.environ.get(k, v) for k, v in env.items()} if keep_user else env
 
 
+@functools.lru_cache(maxsize=1)
 def _start_environ() -> dict[str, str]:
     """The environment this process was started with (Linux ``/proc/self/environ``; later ``os.environ``
     changes do not show there). Elsewhere: the current environment."""
@@ -286,9 +288,11 @@ def torch_threads(n: int) -> Iterator[None]:
 def small_stage(device: object = None) -> contextlib.AbstractContextManager:
     """The context a small-tensor CPU stage runs in (per-face mesh, iris, 3DDFA, rasteriser on small crops):
     ``torch_threads(current_policy().small_threads)``. For a device other than the CPU (``"cuda:0"``, a
-    ``torch.device``) it changes nothing. ``device``: None means the CPU."""
-    if device is not None and not str(getattr(device, "type", device)).startswith("cpu"):
-        return contextlib.nullcontext()
+    ``torch.device``, a tensor on it) it changes nothing. ``device``: None means the CPU."""
+    if device is not None:
+        device = getattr(device, "device", device)  # a tensor: its device
+        if not str(getattr(device, "type", device)).startswith("cpu"):
+            return contextlib.nullcontext()
     return torch_threads(current_policy().small_threads)
 
 

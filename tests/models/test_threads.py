@@ -110,6 +110,18 @@ def test_host_policy_leaves_host_alone(clean, monkeypatch):
     assert th.host_policy().threads == 1
 
 
+def test_current_policy_without_configuration_is_the_host_one(clean):
+    torch.set_num_threads(2)
+    p = th.current_policy()
+    assert p.host and p.small_threads == 1 and p.threads == 2
+    assert th.current_policy() is not th.current_policy()  # worked out each time: a later configure wins
+
+
+def test_start_environment_is_read_from_the_process():
+    env = th._start_environ.__wrapped__()
+    assert env.get("PATH") == os.environ.get("PATH") or sys.platform != "linux"
+
+
 def test_torch_threads_restores_and_is_per_thread(clean):
     torch.set_num_threads(2)
     seen = {}
@@ -140,8 +152,11 @@ def test_small_stage_follows_the_policy(clean):
     th.host_policy()
     with th.small_stage():
         assert torch.get_num_threads() == 1
-    with th.small_stage("cuda:0"):
-        assert torch.get_num_threads() == 2
+    with th.small_stage(torch.zeros(1)), th.small_stage(torch.device("cpu")):
+        assert torch.get_num_threads() == 1
+    for other in ("cuda:0", torch.device("meta"), torch.zeros(1, device="meta")):
+        with th.small_stage(other):
+            assert torch.get_num_threads() == 2
     assert torch.get_num_threads() == 2
 
 
