@@ -332,7 +332,7 @@ class FrameViews:
         return gain * _gain_torch(sample, o.target_mid, 1.0)
 
     # ------------------------------------------------------------------------------------------- tone
-    def tone(self, pixels, index):
+    def tone(self, pixels, index, *, backend: str = "auto"):
         """The per-pixel part of the view on pixels cut or resized from the linear frames.
 
         Convention:
@@ -341,8 +341,13 @@ class FrameViews:
             Returns a new (N, 3, h, w) float32 tensor on the same device, display-referred RGB in [0, 1]
             (unpremultiplied, times the frame's gain, through the view curve, clipped; NaN -> 0). The
             memory layout (e.g. channels-last) of ``pixels`` is kept.
+            backend: "auto" (numpy's table lookup on CPU tensors, zero-copy; torch elsewhere), "numpy" or
+            "torch": the same numbers (tests/core/test_colour.py).
         """
         import torch
+
+        if backend not in ("auto", "numpy", "torch"):
+            raise InputError(f"backend must be auto, numpy or torch, got {backend!r}")
 
         if pixels.ndim != 4 or pixels.shape[1] != self.channels:
             raise InputError(f"pixels must be (N, {self.channels}, h, w), got {tuple(pixels.shape)}")
@@ -357,7 +362,10 @@ class FrameViews:
             return torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
         gains = self.gains(index)
         view = self.options.view
-        if view in _LUT_VIEWS and x.device.type == "cpu":  # numpy's table lookup: 5x torch's gather here
+        if backend == "numpy" and x.device.type != "cpu":
+            raise InputError(f"backend='numpy' needs CPU pixels, these are on {x.device}", hint="use 'auto'")
+        use_numpy = backend == "numpy" or (backend == "auto" and x.device.type == "cpu")
+        if view in _LUT_VIEWS and use_numpy:  # numpy's table lookup: 5x faster than torch's gather on a CPU
             out = torch.empty_like(x)
             xs, os_ = x.numpy(), out.numpy()
             for k in range(x.shape[0]):

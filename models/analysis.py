@@ -168,26 +168,6 @@ def apply_result(face: Face, result: LandmarkResult, model_id: str, provenance: 
     return face.replace(**changes)
 
 
-def landmark_frames(model: LandmarkModel, views: Sequence[np.ndarray], frames: Sequence[FrameFaces], *,
-                    recrop: int = 0) -> list[FrameFaces]:
-    """Run a landmark model on every face (crop from its box and keypoints), then ``recrop`` passes on the
-    crop the previous landmarks define."""
-    out = []
-    with progress.task(sum(len(f) for f in frames), f"landmarks ({model.spec.id})") as bar:
-        for view, ff in zip(views, frames):
-            faces = []
-            for face in ff.faces:
-                rois = [model.roi_for(face.box, face.keypoints)]
-                res = model.predict(view, rois)[0]
-                for _ in range(recrop):
-                    res = model.predict(view, [model.roi_for(face.box, points=res.points, scheme=res.scheme)])[0]
-                notes = (f"recrop={recrop}",) if recrop else ()
-                faces.append(apply_result(face, res, model.spec.id, notes=notes))
-                bar.advance()
-            out.append(ff.replace(faces=tuple(faces)))
-    return out
-
-
 def eye_mode_for(model: LandmarkModel | None, mode: str) -> bool:
     if mode == "on":
         return True

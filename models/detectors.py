@@ -78,6 +78,33 @@ FAMILIES = {
 }
 
 
+def resize_frame(image, size: tuple[int, int], *, shrink: bool, backend: str = "auto"):
+    """Resize one linear frame for a detector's input (a frame kernel).
+
+    Convention: image (C, H, W) float32 torch, any device, linear (resized before the view's curve);
+    size (w, h); shrink: True for area averaging (cv2 INTER_AREA / torch "area"), False for bilinear
+    (half-pixel centres, pixel-area convention). Returns a new (C, h, w) float32 tensor on the same device.
+    backend: "auto" (cv2 on CPU tensors, zero-copy where the frame is channels-last in memory; torch
+    elsewhere), "cv2" or "torch". The two agree exactly for bilinear and for whole-number shrink factors;
+    for other shrink factors torch's "area" (adaptive average pooling) and cv2's exact area weights differ
+    by a fraction of the local contrast (tests/models/test_detectors.py)."""
+    import torch
+    import torch.nn.functional as F
+
+    if backend not in ("auto", "cv2", "torch"):
+        raise InputError(f"backend must be auto, cv2 or torch, got {backend!r}")
+    w, h = int(size[0]), int(size[1])
+    if backend == "cv2" or (backend == "auto" and image.device.type == "cpu"):
+        if image.device.type != "cpu":
+            raise InputError(f"backend='cv2' needs a CPU tensor, the frame is on {image.device}")
+        hwc = np.ascontiguousarray(image.permute(1, 2, 0).numpy(), dtype=np.float32)
+        out = cv2.resize(hwc, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        return torch.from_numpy(out.reshape(h, w, -1)).permute(2, 0, 1)
+    if shrink:
+        return F.interpolate(image[None], size=(h, w), mode="area")[0]
+    return F.interpolate(image[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class _Job:
     image: int
@@ -149,32 +176,18 @@ class FaceDetector:
         area / bilinear elsewhere), then the view's tone mapping on the small picture, 8-bit steps, the
         family's colour order and scaling. The network view is never made at full resolution."""
         import torch
-        import torch.nn.functional as F
 
         frame = views.frames[job.image]
+        img = torch.rot90(frame, -job.quarter_turns, dims=(1, 2)) if job.quarter_turns else frame  # clockwise
         x0, y0, x1, y1 = job.crop
+        img = img[:, y0:y1, x0:x1]
         sx, sy = job.scale
         w, h = job.size
-        if frame.device.type == "cpu":
-            img = frame.permute(1, 2, 0).numpy()
-            img = np.rot90(img, -job.quarter_turns) if job.quarter_turns else img  # clockwise turns
-            img = img[y0:y1, x0:x1]
-            tw, th = max(1, int(round(img.shape[1] * sx))), max(1, int(round(img.shape[0] * sy)))
-            tw, th = min(tw, w), min(th, h)
-            interp = cv2.INTER_AREA if sx < 1 else cv2.INTER_LINEAR
-            resized = cv2.resize(np.ascontiguousarray(img, dtype=np.float32), (tw, th), interpolation=interp)
-            small = torch.from_numpy(resized.reshape(th, tw, -1)).permute(2, 0, 1)[None]
-        else:
-            img = torch.rot90(frame, -job.quarter_turns, dims=(1, 2)) if job.quarter_turns else frame
-            img = img[:, y0:y1, x0:x1]
-            tw, th = max(1, int(round(img.shape[2] * sx))), max(1, int(round(img.shape[1] * sy)))
-            tw, th = min(tw, w), min(th, h)
-            mode = "area" if sx < 1 else "bilinear"
-            small = F.interpolate(img[None], size=(th, tw), mode=mode,
-                                  **({} if mode == "area" else {"align_corners": False}))
+        tw, th = max(1, int(round(img.shape[2] * sx))), max(1, int(round(img.shape[1] * sy)))
+        small = resize_frame(img, (min(tw, w), min(th, h)), shrink=sx < 1)[None]
         toned = views.tone(small, [job.image])[0]
         canvas = torch.zeros((3, h, w), dtype=torch.float32, device=toned.device)
-        canvas[:, :th, :tw] = toned
+        canvas[:, :toned.shape[1], :toned.shape[2]] = toned
         pixels = torch.round(canvas * 255.0)  # what the networks were trained on: 8-bit values
         if self.family.colour == "BGR":
             pixels = pixels.flip(0)

@@ -1,7 +1,8 @@
 """Analysis nodes: model loaders, detect, landmarks, refine, fuse, align, select, draw, info, converters.
 
-Thin: unpack inputs, make the networks' view of the linear frames (``core.colour.network_view``), call
-``models.analysis`` / ``core``, pack outputs. FACEGRAPH_FACES is a list of FrameFaces, one per image.
+Thin: unpack inputs, wrap the linear IMAGE batch (a BCHW view, no copy) in the networks' view record
+(``core.colour.frame_views``: exposure measured once per frame per graph, each network's view made at its own
+input size), call the batched ``models.analysis`` stages / ``core``, pack outputs. FACEGRAPH_FACES is a list of FrameFaces, one per image.
 """
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import numpy as np
 
 from ..core import progress
 from ..core.align import POINT_SOURCES, AlignOptions, align, crop_mask, warp_to_crop
-from ..core.colour import EXPOSURE_MODES, ViewOptions, network_view
+from ..core.colour import EXPOSURE_MODES, ViewOptions, frame_views
 from ..core.detection import DetectOptions
 from ..core.errors import EstimationError, InputError
 from ..core.preview import POINT_SETS, draw_faces, to_display
 from ..core.refine import EYE_MODES, RefineOptions
 from ..core.selection import SELECT_MODES, select
 from ..core.templates import TEMPLATE_NAMES
+from ..core.tensors import bchw
 from ..core.types import Face, FrameFaces, Landmarks
 from ..models.analysis import detect_frames, fuse_faces, landmark_frames, match_faces, refine_frames
 from ..models.devices import DEVICE_CHOICES
@@ -35,18 +37,35 @@ ROTATION_CHOICES = {"none": (), "90 and 270": (90, 270), "all": (90, 180, 270)}
 CHUNK = 8
 
 
+def _frames(images):
+    """The host IMAGE (B, H, W, C) as (B, C, H, W) float32 torch on its own device: a permuted view, no copy
+    (numpy input, as headless callers may pass, is wrapped without a copy too)."""
+    import torch
+
+    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(image_to_numpy(images))
+    if x.ndim == 3:
+        x = x[None]
+    if x.dtype != torch.float32:
+        x = x.float()
+    if x.shape[-1] not in (3, 4):
+        x = x[..., :3]
+    return bchw(x)
+
+
 def _in_chunks(label: str, images, exposure: str, stops: float, run) -> list:
-    """``run(views, s)`` over the frames in batches of CHUNK (``s`` the batch's slice of the frame list), with
-    one progress step per frame and an interruption check before each batch; views are made per batch, so
-    only CHUNK network views exist at a time."""
-    frames = image_to_numpy(images)
-    opts = ViewOptions(exposure=exposure, stops=stops)
+    """``run(views, s)`` over the frames in batches of CHUNK (``views`` a FrameViews of the batch's linear
+    frames, ``s`` its slice of the frame list), with one progress step per frame and an interruption check
+    before each batch. No full-resolution view is made: each network tones its own input (see
+    core.colour.FrameViews), and the exposure of each frame is measured once per graph, shared by Detect,
+    Landmarks and Refine through core.colour.frame_views' cache (keyed by the IMAGE's identity)."""
+    views = frame_views(_frames(images), ViewOptions(exposure=exposure, stops=stops))
+    n = len(views)
     out: list = []
-    with progress.task(len(frames), label) as bar:
-        for i in range(0, len(frames), CHUNK):
+    with progress.task(n, label) as bar:
+        for i in range(0, n, CHUNK):
             bar.check_interrupt()
-            s = slice(i, min(len(frames), i + CHUNK))
-            out += run([network_view(f[..., :3], options=opts) for f in frames[s]], s)
+            s = slice(i, min(n, i + CHUNK))
+            out += run(views.subset(s), s)
             bar.advance(s.stop - s.start)
     return out
 
@@ -166,7 +185,7 @@ class DetectFaces:
                              min_size=min_size, input_size=input_size, tile=tile,
                              rotations=ROTATION_CHOICES[rotations])
         model = _handle(detector, "detect").get()
-        numbers = _frame_numbers(len(image_to_numpy(images)), sequence)
+        numbers = _frame_numbers(_frames(images).shape[0], sequence)
         return (_in_chunks("detect faces", images, exposure, stops,
                            lambda views, s: detect_frames(model, views, numbers[s], opts)),)
 
@@ -195,7 +214,7 @@ class FaceLandmarks:
 
     def landmarks(self, images, faces, recrop=1, model=None, exposure="auto_frame", stops=0.0):
         m = _handle(model, "landmarks").get()
-        faces = _check_faces(faces, len(image_to_numpy(images)))
+        faces = _check_faces(faces, _frames(images).shape[0])
         return (_in_chunks("face landmarks", images, exposure, stops,
                            lambda views, s: landmark_frames(m, views, faces[s], recrop=recrop)),)
 
@@ -228,7 +247,7 @@ class RefineLandmarks:
 
     def refine(self, images, faces, recrop=1, eyes="auto", mesh_model=None, eye_model=None, min_eye_openness=0.1,
                exposure="auto_frame", stops=0.0):
-        faces = _check_faces(faces, len(image_to_numpy(images)))
+        faces = _check_faces(faces, _frames(images).shape[0])
         if mesh_model is None:
             used = next((n.split("=", 1)[1] for ff in faces for f in ff.faces for n in reversed(f.notes)
                          if n.startswith("landmarks=")), None)

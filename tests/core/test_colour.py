@@ -199,3 +199,99 @@ def test_ocio_preview_reads_facegraph_frames_as_linear_rec709():
                        ocio_display="sRGB - Display", ocio_view="Un-tone-mapped")
     got = apply_view(x, opts)
     assert np.abs(got - linear_to_srgb(x)).max() < 2e-3
+
+
+# ------------------------------------------------------------------------- FrameViews (torch frame path)
+def _plate(seed=1, alpha=False):
+    rng = np.random.default_rng(seed)
+    x = (rng.random((60, 90, 3)) ** 3 * 3).astype(np.float32)
+    x[0, 0], x[1, 1, 1], x[2, 2, 2] = np.nan, np.inf, -0.5
+    if not alpha:
+        return x
+    a = np.clip(np.linspace(-0.2, 1.1, 90, dtype=np.float32), 0, 1)[None].repeat(60, 0)[..., None]
+    with np.errstate(invalid="ignore"):  # inf x 0 alpha: NaN on purpose
+        return np.concatenate([x * a, a], -1)
+
+
+@pytest.mark.parametrize("options", [ViewOptions(), ViewOptions(exposure="none", stops=1.5),
+                                     ViewOptions(view="rec709", stops=-1), ViewOptions(view="linear")])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_frame_views_tone_the_same_numbers_as_network_view(options, alpha, device):
+    import torch
+
+    from facegraph.core.colour import FrameViews
+
+    x = _plate(alpha=alpha)
+    ref = network_view(x[..., :3], x[..., 3] if alpha else None, options)
+    frames = torch.from_numpy(x).permute(2, 0, 1)[None].to(device)
+    fv = FrameViews(frames, options)
+    for backend in (("numpy", "torch") if device.type == "cpu" else ("torch",)):
+        got = fv.tone(frames, [0], backend=backend)
+        assert got.device == frames.device and got.shape == (1, 3, 60, 90)
+        diff = np.abs(got[0].permute(1, 2, 0).cpu().numpy() - ref).max()
+        assert diff <= (0 if device.type == "cpu" else 1 / 16383), backend  # the LUT: identical on the CPU
+    assert np.array_equal(frames[0].permute(1, 2, 0).cpu().numpy(), x, equal_nan=True)  # input untouched
+
+
+def test_frame_views_gain_is_measured_once_on_the_reduced_copy(device):
+    import torch
+
+    from facegraph.core.colour import FrameViews, _gain_sample, _gain_torch
+
+    x = _plate() * np.float32(0.05)
+    fv = FrameViews(torch.from_numpy(x).permute(2, 0, 1)[None].to(device))
+    ref = exposure_gain(x)
+    assert fv.gain(0) == pytest.approx(ref, rel=1e-6 if device.type == "cpu" else 1e-4)
+    rows, cols = _gain_sample(x.shape[:2])
+    sample = torch.from_numpy(x).permute(2, 0, 1)[:, rows, cols].to(device)
+    assert _gain_torch(sample, 0.18, 1.0) == pytest.approx(ref, rel=1e-5)  # the torch statistic, any device
+
+
+def test_frame_views_display_mode_only_clips_and_subsets_share_gains():
+    import torch
+
+    from facegraph.core.colour import FrameViews
+
+    v = np.clip(_plate(), 0, 1)
+    v = np.nan_to_num(v)
+    fv = FrameViews.from_display([v, v])
+    got = fv.tone(torch.from_numpy(v).permute(2, 0, 1)[None], [1])
+    assert np.array_equal(got[0].permute(1, 2, 0).numpy(), v)
+    lin = FrameViews(torch.from_numpy(_plate()).permute(2, 0, 1)[None].expand(3, -1, -1, -1))
+    sub = lin.subset(slice(1, 3))
+    g = sub.gain(1)
+    assert lin._gains[2] == g and np.isnan(lin._gains[0])
+    with pytest.raises(InputError):
+        FrameViews([torch.zeros(3, 4, 4), torch.zeros(3, 5, 4)])
+    with pytest.raises(InputError):
+        FrameViews(torch.zeros(1, 2, 4, 4))
+
+
+def test_frame_views_cache_follows_frame_identity():
+    import torch
+
+    from facegraph.core.colour import frame_views
+    from facegraph.core.tensors import bchw
+
+    image = torch.from_numpy(np.stack([_plate(), _plate(2)]))  # a host IMAGE (B, H, W, C)
+    a = frame_views(bchw(image))
+    a.gain(1)
+    b = frame_views(bchw(image))          # another node, another view object, the same frames
+    assert b._gains is a._gains and not np.isnan(b._gains[1])
+    image.mul_(2.0)                       # changed in place: measured again
+    c = frame_views(bchw(image))
+    assert c._gains is not a._gains and np.isnan(c._gains).all()
+    d = frame_views(bchw(image), ViewOptions(stops=1.0))  # other options: other gains
+    assert d._gains is not c._gains
+
+
+def test_frame_views_ocio_on_the_cpu():
+    import torch
+
+    from facegraph.core.colour import FrameViews
+
+    opts = ViewOptions(view="ocio", ocio_config="ocio://studio-config-latest")
+    x = np.abs(np.nan_to_num(_plate()[:8, :8], posinf=0.0))
+    ref = network_view(x, options=opts)
+    got = FrameViews(torch.from_numpy(x).permute(2, 0, 1)[None], opts).full_view(0)
+    assert np.abs(got - ref).max() < 1e-6
