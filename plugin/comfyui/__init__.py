@@ -32,18 +32,31 @@ class ComfyReporter:
     tasks a step holds is not known in advance: detect then landmarks show 1/2, then 3/4), and the step
     completes when the enclosing task advances. The bar counts the outer task's steps (fractions in between)
     and only ever moves forward.
+
+    A node that runs several outermost tasks in a row (load, then write) keeps ONE bar: when the node ComfyUI
+    is executing is the one the last bar belonged to, the next task continues that bar (its total grows by
+    the new task's steps, the value never goes back) instead of starting a new one at zero.
     """
 
     def __init__(self) -> None:
         self._stack: list[list[float]] = []  # [total, done, lo, hi] per open task, in outer steps
         self._bar = None
         self._shown = 0.0
+        self._total = 0.0
+        self._node: str | None = None  # the executing node the bar belongs to
 
     def start(self, total: int, label: str) -> None:
         total = max(1, int(total))
         if not self._stack:
+            node = _executing_node()
+            if self._bar is not None and node is not None and node == self._node:
+                base = self._shown  # the same node's next task: continue its bar
+                self._total = base + total
+                self._stack.append([total, 0, base, self._total])
+                self._bar_call("update_absolute", base, self._total)
+                return
             self._stack.append([total, 0, 0.0, float(total)])
-            self._shown = 0.0
+            self._shown, self._total, self._node = 0.0, float(total), node
             try:
                 import comfy.utils
 
@@ -78,13 +91,38 @@ class ComfyReporter:
     def finish(self) -> None:
         if self._stack:
             self._stack.pop()
-        if not self._stack:
-            self._bar = None
+        if not self._stack and self._node is None:
+            self._bar = None  # a node that cannot be told apart from the next one gets a fresh bar each task
+
+    def _bar_call(self, name: str, *args) -> None:
+        fn = getattr(self._bar, name, None)
+        if callable(fn):
+            fn(*args)
 
     def check_interrupt(self) -> None:
         import comfy.model_management
 
         comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+def _executing_node() -> str | None:
+    """The id of the node ComfyUI is executing (its execution context, or the server's last node), or None."""
+    try:
+        from comfy_execution.utils import get_executing_context
+
+        ctx = get_executing_context()
+        if ctx is not None and getattr(ctx, "node_id", None) is not None:
+            return f"{getattr(ctx, 'prompt_id', '')}:{ctx.node_id}"
+    except Exception:
+        pass
+    try:
+        import server
+
+        node = getattr(server.PromptServer.instance, "last_node_id", None)
+        prompt = getattr(server.PromptServer.instance, "last_prompt_id", "")
+        return f"{prompt}:{node}" if node is not None else None
+    except Exception:
+        return None
 
 
 def _ui_folder(kind: str) -> str | None:

@@ -272,3 +272,64 @@ def test_detect_faces_reports_per_frame_in_model_batches_and_stops(comfy, mirror
     with pytest.raises(comfy.Interrupted):
         DetectFaces().detect(_images(n))
     assert comfy.bars[-1].values[-1] < n  # stopped within the shot, not after it
+
+
+def test_a_node_running_two_tasks_keeps_one_bar_that_never_goes_back(monkeypatch):
+    """ComfyUI shows one bar per node: a node that loads then writes continues its bar (the total grows, the
+    value never falls); the next node, or the same node in the next prompt, starts its own."""
+    import dataclasses
+
+    calls = []
+
+    class Bar:
+        def __init__(self, total):
+            self.n = len([c for c in calls if c[0] == "new"])
+            calls.append(("new", self.n, total))
+
+        def update(self, v):
+            calls.append(("update", self.n, v))
+
+        def update_absolute(self, v, total=None):
+            calls.append(("absolute", self.n, v, total))
+
+    @dataclasses.dataclass
+    class Ctx:
+        prompt_id: str
+        node_id: str
+
+    where = {"ctx": Ctx("p1", "5")}
+    cx = types.ModuleType("comfy_execution")
+    cxu = types.ModuleType("comfy_execution.utils")
+    cxu.get_executing_context = lambda: where["ctx"]
+    utils = types.ModuleType("comfy.utils")
+    utils.ProgressBar = Bar
+    mm = types.ModuleType("comfy.model_management")
+    mm.throw_exception_if_processing_interrupted = lambda: None
+    pkg = types.ModuleType("comfy")
+    pkg.utils, pkg.model_management = utils, mm
+    for k, v in {"comfy": pkg, "comfy.utils": utils, "comfy.model_management": mm, "comfy_execution": cx,
+                 "comfy_execution.utils": cxu}.items():
+        monkeypatch.setitem(sys.modules, k, v)
+    progress.set_fallback(comfyui.ComfyReporter())
+    try:
+        def work(n):
+            with progress.task(n, "t") as bar:
+                for _ in range(n):
+                    bar.advance()
+        work(3)
+        work(2)  # same node: the same bar goes on, 3 of 5 then 5 of 5
+        assert calls == [("new", 0, 3), ("update", 0, 1), ("update", 0, 1), ("update", 0, 1),
+                         ("absolute", 0, 3.0, 5.0), ("update", 0, 1), ("update", 0, 1)]
+        calls.clear()
+        where["ctx"] = Ctx("p1", "6")
+        work(1)
+        where["ctx"] = Ctx("p2", "6")  # the same node in the next prompt
+        work(1)
+        assert [c[:2] for c in calls if c[0] == "new"] == [("new", 0), ("new", 1)]
+        calls.clear()
+        where["ctx"] = None  # no execution context: a bar per task, as before
+        work(1)
+        work(1)
+        assert len([c for c in calls if c[0] == "new"]) == 2
+    finally:
+        progress.set_fallback(None)

@@ -177,6 +177,10 @@ def test_bridges_install_inside_a_fake_comfyui(monkeypatch, tmp_path):
                 bar.advance()
         assert updates == [("total", 3), ("update", 1)]
     finally:
+        from facegraph.models.cache import default_cache
+        from facegraph.plugin.comfyui import memory
+
+        memory.uninstall(default_cache())  # the stand-in memory manager must not outlive the test
         store.host_dirs, devices.host_device_provider = old_dirs, old_dev
         progress.set_fallback(None)
 
