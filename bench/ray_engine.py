@@ -1,9 +1,10 @@
-"""The Ray engine on this machine: 2 Ray workers vs the single process, on a 300-frame real shot.
+"""The Ray engine on this machine: 2 Ray workers vs the single process, on the 300-frame shot of bench/chunks.py.
 
-Shot: frames 0-299 of ../shared/data/video/d3.mp4 (512 x 512, a talking head), written once as a half-float EXR
-sequence 1001-1300 (not timed). Template: Analyse Shot (YuNet + MediaPipe mesh, RTS smoothing) -> stabilised
-96 px crops -> float EXR, the graph of tests/plugin/test_ray_engine.py (``--template`` / ``--set`` for another;
-its input parameter is ``input``). Every run gets a fresh shot cache, so none reuses another's analysis.
+Shot: frames 1001-1300 of ../shared/data/video/d10.mp4 (512 x 512, a talking head), written once as an EXR
+sequence by ``facegraph convert`` (not timed). Template: example_workflows/analyse_shot.json (Analyse Shot:
+YuNet + MediaPipe mesh, RTS smoothing; 512 px stabilised crops as EXR, the tracking export, a contact sheet);
+``--template`` / ``--set`` for another (the plate goes to its ``input`` parameter). Every run gets a fresh shot
+cache, so none reuses another's analysis.
 
 Runs, same shot, one after another:
 - single: the whole range as one run in one process (torch 2 threads, OpenMP waiting passively as in the
@@ -13,8 +14,11 @@ Runs, same shot, one after another:
   start-up, the actors' start-up (process, torch, node classes) and the job are timed apart;
 - no-op chunks: 40 chunks that do nothing on the same cluster: Ray's own cost per chunk.
 Per-chunk overhead of the real job: a chunk's round trip seen by the driver minus its time inside the actor.
-Max difference: largest absolute pixel difference of the crops against the single run (the chunks smooth over
-their own frames and handles; 1 vs 2 threads also changes the last bits).
+Max difference: largest absolute difference of the crops' linear pixels against the single run (the chunks
+smooth over their own frames and handles; 1 vs 2 threads also changes the last bits).
+
+    .venv/bin/python -c "import bench.ray_engine as b; print(b.main([]))"
+    .venv/bin/python -c "import bench.ray_engine as b; print(b.main(['--frames', '40', '--chunk', '10']))"
 """
 from __future__ import annotations
 
@@ -34,15 +38,7 @@ import torch
 
 from .common import DATA, ROOT, SHARED, machine, table
 
-GRAPH = {
-    "1": {"class_type": "FacegraphLoadImageSequence", "inputs": {"path": "${input}", "missing": "hold"}},
-    "2": {"class_type": "FacegraphAnalyseShot", "inputs": {"path": "${input}", "missing": "hold"}},
-    "3": {"class_type": "FacegraphTrackCrops", "inputs": {"images": ["1", 0], "sequence": ["1", 2],
-                                                          "tracks": ["2", 1], "size": 96}},
-    "4": {"class_type": "FacegraphSaveEXRSequence", "inputs": {"images": ["3", 0], "sequence": ["3", 3],
-                                                               "path": "crops/crop.####.exr",
-                                                               "pixel_type": "float", "mode": "overwrite"}},
-}
+TEMPLATE = ROOT / "example_workflows" / "analyse_shot.json"
 FIRST = 1001
 
 
@@ -78,20 +74,19 @@ def _local_in_child(**spec) -> float:
     return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
 
 
-def write_shot(folder: Path, frames: int, video: str) -> Path:
-    from facegraph.core.io.images import write_image
-    from facegraph.core.io.video import iter_video
+def write_shot(plate: Path, frames: int, video: str) -> Path:
+    from facegraph.plugin.cli import main as cli
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in iter_video(DATA / "video" / video, range(frames), first_frame=FIRST):
-        write_image(folder / f"plate.{f.number}.exr", f.pixels, pixel_type="half")
-    return folder / "plate.####.exr"
+    if cli(["-q", "convert", str(DATA / "video" / video), str(plate), "--frames",
+            f"{FIRST}-{FIRST + frames - 1}"]) != 0:
+        raise RuntimeError(f"facegraph convert of {video} failed")
+    return plate
 
 
 def _crops(folder: Path) -> dict[int, np.ndarray]:
     from facegraph.core.io.images import read_image
 
-    return {int(p.name.split(".")[-2]): read_image(p)[0] for p in sorted(folder.rglob("*.exr"))}
+    return {int(p.name.split(".")[-2]): read_image(p)[0] for p in sorted((folder / "crops").glob("*.exr"))}
 
 
 def _max_diff(a: dict[int, np.ndarray], b: dict[int, np.ndarray]) -> float:
@@ -109,8 +104,8 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--chunk", type=int, default=75, help="frames per chunk (default: 4 chunks of 300)")
     ap.add_argument("--handles", type=int, default=10)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--video", default="d3.mp4")
-    ap.add_argument("--template", default="", help="a graph file (default: the graph above)")
+    ap.add_argument("--video", default="d10.mp4")
+    ap.add_argument("--template", default=str(TEMPLATE), help="a template whose crops go to crops/crop.####.exr")
     ap.add_argument("--set", action="append", metavar="NAME=VALUE")
     ap.add_argument("--noop-chunks", type=int, default=40)
     ap.add_argument("--spinning", action="store_true",
@@ -123,11 +118,11 @@ def main(argv: list[str] | None = None) -> str:
     os.environ.setdefault("FACEGRAPH_OFFLINE", "1")
     work = Path(tempfile.mkdtemp(prefix="facegraph-bench-ray-"))
     try:
-        plate = write_shot(work / "plate", a.frames, a.video)
-        template = a.template or str(work / "graph.json")
-        if not a.template:
-            Path(template).write_text(json.dumps(GRAPH))
-        params = {"input": str(plate), **parse_assignments(a.set)}
+        plate = write_shot(work / "plate" / "plate.####.exr", a.frames, a.video)
+        template = a.template
+        params = {"input": str(plate), "output": "crops/crop.####.exr", "tracking": "tracking",
+                  "contact_sheet": "sheet.png"} if Path(template) == TEMPLATE else {"input": str(plate)}
+        params.update(parse_assignments(a.set))
         span = (FIRST, FIRST + a.frames - 1)
         nchunks = len(range(0, a.frames, a.chunk))
 
@@ -192,7 +187,7 @@ def main(argv: list[str] | None = None) -> str:
              ["real chunk overhead (round trip - time in actor), mean, ms",
               f"{statistics.mean(overhead) * 1e3:.1f}"]]
     return (f"{machine()}, ray {ray.__version__}; load average at the end {os.getloadavg()[0]:.1f}\n\n"
-            f"{a.frames} frames of {a.video} ({'the test graph: analyse shot -> crops -> EXR' if not a.template else template}), "
+            f"{a.frames} frames of {a.video}, {Path(template).name}, "
             f"{nchunks} chunks of {a.chunk}, handles {a.handles}; max diff: crops against the single run "
             f"(ray against local chunks: {d_ray_local:.2g})\n\n"
             + table(["run", "wall s", "of which actors' start-up s", "frames/s", "speed-up vs single", "max diff"],

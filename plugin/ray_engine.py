@@ -203,7 +203,8 @@ def _actor_env() -> dict[str, str]:
 
 
 def _absolute(path: str) -> str:
-    """Folders as absolute paths of the driver (actors do not share its working folder); "" = the driver's."""
+    """A folder as an absolute path of the driver (actors do not share its working folder); "" = the driver's
+    working folder (what "" means to run_chunk in this process)."""
     return str(Path(path or ".").resolve())
 
 
@@ -252,8 +253,11 @@ def run_on_ray(template: str, assignments: Mapping[str, Any], frames: tuple[int,
     plan = [tuple(int(f) for f in c) for c in plan_chunks(tuple(frames), chunk)]
     if not plan:
         raise InputError(f"frames {frames!r} hold no frame to run")
-    job = _Job(ray, str(_template_path(template)), dict(assignments), plan, handles,
-               tuple(_absolute(d) for d in (input_dir, output_dir, cache_dir)), retries, chunk_fn)
+    if address is not None and not cache_dir and not os.environ.get("FACEGRAPH_CACHE"):
+        log.warning("no --cache folder: each node of the Ray cluster keeps its own shot cache; give one on "
+                    "storage every node sees so the chunks of a shot share it (and facegraph merge can use it)")
+    folders = (_absolute(input_dir), _absolute(output_dir), _absolute(cache_dir) if cache_dir else "")
+    job = _Job(ray, str(_template_path(template)), dict(assignments), plan, handles, folders, retries, chunk_fn)
     t0 = time.perf_counter()
     conn = _connect(ray, address, min(workers or os.cpu_count() or 1, len(plan)))
     try:
@@ -328,41 +332,37 @@ class _Job:
         failures = 0
         total = sum(b - a + 1 for a, b in self.plan)
         with progress_mod.task(total, f"ray: {len(self.plan)} chunks on {len(actors)} workers") as bar:
-            try:
-                while todo or running:
-                    while todo and free:
-                        idx, failed = todo.popleft()
-                        actor = free.pop()
-                        running[self._dispatch(actor, idx)] = (idx, failed, actor, time.perf_counter())
-                    done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
-                    bar.check_interrupt()
-                    for ref in done:
-                        idx, failed, actor, t0 = running.pop(ref)
-                        a, b = self.plan[idx]
-                        try:
-                            got = ray.get(ref)
-                        except ray.exceptions.RayError as exc:
-                            failed += 1
-                            failures += 1
-                            cause = _cause(exc)
-                            if isinstance(cause, InputError) or failed > self.retries:
-                                died = isinstance(exc, ray.exceptions.RayActorError)
-                                raise _final_error(cause, died, (a, b), failed) from None
-                            self._replace(actors, actor, free)
-                            log.warning("chunk %d-%d failed (attempt %d of %d), retrying on a fresh worker: %s",
-                                        a, b, failed, self.retries + 1, _one_line(cause))
-                            todo.appendleft((idx, failed))
-                            continue
-                        free.append(actor)
-                        records[idx] = {"frames": [a, b], "attempts": failed + 1, "pid": got["pid"],
-                                        "seconds": round(got["seconds"], 4),
-                                        "round_trip_s": round(time.perf_counter() - t0, 4),
-                                        "summary": got["summary"]}
-                        bar.advance(b - a + 1)
-            finally:
-                for ref in running:
-                    with contextlib.suppress(Exception):
-                        ray.cancel(ref, force=True)
+            # on an error or an interruption, chunks still running stop when the caller kills their actors
+            while todo or running:
+                while todo and free:
+                    idx, failed = todo.popleft()
+                    actor = free.pop()
+                    running[self._dispatch(actor, idx)] = (idx, failed, actor, time.perf_counter())
+                done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
+                bar.check_interrupt()
+                for ref in done:
+                    idx, failed, actor, t0 = running.pop(ref)
+                    a, b = self.plan[idx]
+                    try:
+                        got = ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        failed += 1
+                        failures += 1
+                        cause = _cause(exc)
+                        if isinstance(cause, InputError) or failed > self.retries:
+                            died = isinstance(exc, ray.exceptions.RayActorError)
+                            raise _final_error(cause, died, (a, b), failed) from None
+                        self._replace(actors, actor, free)
+                        log.warning("chunk %d-%d failed (attempt %d of %d), retrying on a fresh worker: %s",
+                                    a, b, failed, self.retries + 1, _one_line(cause))
+                        todo.appendleft((idx, failed))
+                        continue
+                    free.append(actor)
+                    records[idx] = {"frames": [a, b], "attempts": failed + 1, "pid": got["pid"],
+                                    "seconds": round(got["seconds"], 4),
+                                    "round_trip_s": round(time.perf_counter() - t0, 4),
+                                    "summary": got["summary"]}
+                    bar.advance(b - a + 1)
         return [r for r in records if r is not None], failures
 
     def _replace(self, actors: list, dead, free: list) -> None:
