@@ -6,28 +6,33 @@ When another process holds the cores (a farm node running two tasks, a workstati
 other work) the thread a barrier waits for is descheduled while its partner burns the time slice spinning,
 once per parallel region: a per-face network of a few hundred small operators then pays a scheduler slice per
 operator. Measured on a 2-core machine beside 2 busy loops (bench/threads.py): the MediaPipe mesh with 2
-spinning threads took 50-170x its quiet time, with 1 thread or with ``OMP_WAIT_POLICY=PASSIVE`` 1.5-4x.
+spinning threads took 7-13x the time of 1 thread under the same load (21-82x its quiet 1-thread time; 6x at
+8 faces per call), passive ones 0.5-1.4x; 50 small 64x64 convolutions 11x; full-frame kernels do not collapse (1080p grid_sample
+290 ms spinning vs 266 ms on 1 thread, since each region holds much work), and neither do OpenCV's own
+threads (cv2.warpAffine 1080p 270 ms on 2 threads vs 371 ms on 1) or onnxruntime with spinning off
+(models/onnx_runtime.py).
 
 What works where:
 
 * A process facegraph starts itself (the CLI, farm / Ray workers): :func:`configure_process` sets
   ``OMP_WAIT_POLICY=PASSIVE`` (and the thread-count variables) where the user has not set them, before torch
-  is imported, then sets torch's intra-op / inter-op thread counts. :func:`child_env` gives the same
-  variables for a process about to be started (a Ray ``runtime_env``, a subprocess).
+  is imported, and torch's thread counts. :func:`child_env` gives the same variables for a process about to
+  be started (a Ray ``runtime_env``, a subprocess).
 * The environment must be set BEFORE ``import torch``. libgomp reads ``OMP_WAIT_POLICY`` / ``GOMP_SPINCOUNT``
   once, in its load-time constructor (GCC libgomp ``env.c: initialize_env``), and ``import torch`` loads it.
-  Measured (2 threads, 2000 small parallel regions with serial gaps, quiet 2-core machine): process CPU time
-  over wall time 1.98 with the variable unset, 0.99 with it set before ``import torch``, 1.98 with it set after
-  ``import torch`` but before the first parallel region: setting it afterwards does nothing
-  (tests/models/test_threads.py::test_wait_policy_is_read_when_torch_is_imported holds this).
+  Measured (2 threads, a parallel ``a + 1`` on 200k floats then a 2 ms sleep, 300 times): process CPU time per
+  region 9.6 ms with the variable unset (the idle worker spins), 0.15 ms with it set before ``import torch``,
+  9.5 ms with it set after ``import torch`` but before the first parallel region: setting it afterwards does
+  nothing (tests/models/test_threads.py::test_wait_policy_is_read_when_torch_is_imported holds this).
 * Inside a host that imported torch before the pack (ComfyUI), the wait policy is fixed already. The only
   lever left is the thread count: a region run with one thread has no barrier partner to wait for.
   :func:`host_policy` (called once when the pack loads) records what the host's process does, and stages
   whose tensors are small (per-face mesh, iris, 3DDFA, the rasteriser on small crops) run inside
-  :func:`small_stage`, which uses one thread unless the process is known to wait passively. Changing torch's
-  thread count costs about a microsecond and is per OS thread (``omp_set_num_threads`` sets the calling
-  thread's ICV; torch's ``get_num_threads`` is ``omp_get_max_threads``), so a stage in ComfyUI's worker
-  thread does not change the host's other threads.
+  :func:`small_stage`, which uses one thread unless the process is known to wait passively. Full-frame
+  kernels keep the host's threads (they do not collapse, above). Changing torch's thread count costs well
+  under a microsecond (no measurable change to the mesh's time) and is per OS thread
+  (``omp_set_num_threads`` sets the calling thread's ICV; torch's ``get_num_threads`` is
+  ``omp_get_max_threads``), so a stage in ComfyUI's worker thread does not change the host's other threads.
 
 ``FACEGRAPH_THREADS`` is the user's override of the intra-op thread count (``0`` or empty: automatic, the
 cores this process may run on). :func:`default_threads` is the one place that reads it.

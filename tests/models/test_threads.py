@@ -226,9 +226,9 @@ def quiet_and_loaded(mode: str, model: str, busy: int = 2) -> dict[str, float]:
 
 # Bounds. Beside 2 busy loops on 2 cores a well-behaved stage gets about 2/3 of a core (1.5x its quiet time),
 # less where other work shares the machine (this one runs several engineers' jobs: 5x seen at load 10);
-# spinning threads took 48-170x its quiet 1-thread time here (bench/threads.py). QUIET_BOUND separates the
+# spinning threads took 21-170x its quiet 1-thread time here (bench/threads.py). QUIET_BOUND separates the
 # two with room for a busy machine. Against the 1-thread time under the same load (alternated, so the others'
-# load hits both alike) the policy is within 1.3x and spinning 10x or more: LOADED_BOUND is the sharp check.
+# load hits both alike) the policy is within 1.4x and spinning 6x or more: LOADED_BOUND is the sharp check.
 QUIET_BOUND = 12.0
 LOADED_BOUND = 3.0
 
