@@ -35,32 +35,41 @@ if __name__ == "__main__":
         d = Path(d)
         numbers = write_sample_plate(d / "plate" / "plate.####.exr", 8)
         plate, frames = str(d / "plate" / "plate.####.exr"), f"{numbers[0]}-{numbers[-1]}"
-        run_file(WF / "analyse_shot.json", {"1.path": plate, "1.frames": frames, "3.path": plate, "3.frames": frames,
-                                            "2.folder": str(d / "tracking"), "5.path": str(d / "crops" / "crop.####.exr"),
-                                            "7.path": str(d / "sheet.png")})
+        # every template through its named parameters (example_workflows/*.json extra.facegraph.parameters)
+        run_file(WF / "analyse_shot.json", {"input": plate, "frames": frames, "tracking": str(d / "tracking"),
+                                            "output": str(d / "crops" / "crop.####.exr"),
+                                            "contact_sheet": str(d / "sheet.png")})
         thumb(d / "sheet.png", "analyse_shot")
+        run_file(WF / "landmark_preview.json", {"input": plate, "frames": frames,
+                                                "output": str(d / "lm" / "lm.####.exr"),
+                                                "contact_sheet": str(d / "lm.png")})
+        thumb(d / "lm.png", "landmark_preview")
+        run_file(WF / "stabilise.json", {"tracking": str(d / "tracking"), "input": plate, "frames": frames,
+                                         "output": str(d / "st" / "st.####.exr"), "crop_size": 256})
+        tiles = [read_image(p)[0] for p in sorted((d / "st").glob("st.*.exr"))[:4]]
+        strip = np.concatenate([np.clip(t[..., :3], 0, 1) ** (1 / 2.2) for t in tiles], axis=1)
+        cv2.imwrite(str(d / "st.png"), (strip[..., ::-1] * 255 + 0.5).astype(np.uint8))
+        thumb(d / "st.png", "stabilise")
         src = write_sample_source(d / "source.exr")
-        run_file(WF / "face_replace.json", {"1.path": plate, "1.frames": frames, "2.folder": str(d / "tracking"),
-                                            "3.source": str(src), "3.plate": plate, "3.frames": frames,
-                                            "3.output": str(d / "r" / "r.####.exr"), "3.preview_path": str(d / "r.png"),
-                                            "4.plate": plate, "4.frames": frames, "4.folder": str(d / "f3d")})
+        run_file(WF / "face_replace.json", {"input": plate, "frames": frames, "tracking": str(d / "tracking"),
+                                            "source": str(src), "output": str(d / "r" / "r.####.exr"),
+                                            "preview": str(d / "r.png"), "face3d": str(d / "f3d")})
         thumb(d / "r.png", "face_replace")
         decal = np.zeros((512, 512, 4), np.float32)
         yy, xx = np.mgrid[0:512, 0:512] / 512.0
         stripes = ((xx * 12).astype(int) % 2 == 0) & (yy > 0.1) & (yy < 0.4)
         decal[stripes] = (0.05, 0.4, 1.2, 1.0)
         write_image(d / "decal.exr", decal, pixel_type="float")
-        run_file(WF / "face_paint.json", {"1.path": plate, "1.frames": frames, "2.decal": str(d / "decal.exr"),
-                                          "2.plate": plate, "2.frames": frames, "2.output": str(d / "p" / "p.####.exr"),
-                                          "2.preview_path": str(d / "p.png")})
+        run_file(WF / "face_paint.json", {"input": plate, "frames": frames, "decal": str(d / "decal.exr"),
+                                          "output": str(d / "p" / "p.####.exr"), "preview": str(d / "p.png")})
         thumb(d / "p.png", "face_paint")
         assert main(["-q", "analyse", plate, "--out", str(d / "shot"), "--no-preview"]) == 0
         for c in sorted((d / "shot" / "crops").glob("crop.*.exr")):
             px, _ = read_image(c)
             px[..., 1:] *= 0.4  # a "processed" crop: graded red
             write_image(d / "graded" / c.name, px, pixel_type="float")
-        run_file(WF / "unstabilise.json", {"1.path": str(d / "shot" / "tracking"),
-                                           "2.crops": str(d / "graded" / "crop.####.exr"), "2.plate": plate,
-                                           "2.frames": frames, "2.output": str(d / "u" / "u.####.exr"),
-                                           "2.preview_path": str(d / "u.png")})
+        run_file(WF / "unstabilise.json", {"tracking": str(d / "shot" / "tracking"),
+                                           "crops": str(d / "graded" / "crop.####.exr"), "input": plate,
+                                           "frames": frames, "output": str(d / "u" / "u.####.exr"),
+                                           "preview": str(d / "u.png")})
         thumb(d / "u.png", "unstabilise")
