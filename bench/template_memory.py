@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 from .common import machine, table
-from .stream_memory import peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +78,7 @@ def main(argv=None) -> str:
                 raise RuntimeError(proc.stderr[-2000:])
             return int(proc.stdout.split()[-1]) / 1024.0, time.perf_counter() - t0
 
-        base, _ = peak_rss_mb([exe, "--version"])
+        base, _ = run([exe, "--version"])
         # fill the analysis cache once (not measured), then measure both graphs on the cached faces
         _, analyse_s = run([exe, "-q", "run", str(graph), "--set", f"input={pattern}", "--set", f"out={d / 'warm'}"])
         streamed, streamed_s = run([exe, "-q", "run", str(graph), "--set", f"input={pattern}",
