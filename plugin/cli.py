@@ -774,6 +774,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="facegraph: %(message)s", stream=sys.stderr)
     logging.getLogger().setLevel(level)
     try:
+        # before torch is imported: OpenMP reads its wait policy once, at load (models/threads.py)
+        from ..models.threads import configure_process
+
+        configure_process(getattr(args, "threads", 0) or None)
         with job(), progress.reporting(ProgressLog(TqdmReporter())):
             return int(args.func(args) or 0)
     except FacegraphError as exc:

@@ -178,6 +178,10 @@ def install_bridges() -> bool:
     progress.set_fallback(ComfyReporter())
     progress.set_ui_folder(_ui_folder)
     paths.set_host_folders(_host_folders)
+    # torch is already loaded by the host: only per-stage thread counts can still change (models/threads.py)
+    from ...models import threads
+
+    threads.host_policy()
     return True
 
 
