@@ -18,25 +18,25 @@ from facegraph.plugin.workflow import api_to_ui
 
 OUT = Path(__file__).resolve().parents[2] / "example_workflows"
 
+# Templates that walk a shot pass its frames as a lazy stream (nodes/stream.py): Open Sequence reads nothing,
+# the sinks read a chunk at a time, so memory stays bounded whatever the shot length.
 ANALYSE_SHOT = {
     "1": {"class_type": "FacegraphAnalyseShot", "inputs": {
         "path": "plate/plate.####.exr", "frames": "", "missing": "hold", "smoothing": "rts",
         "strength": 0.0, "cache": True, "recrop": 1, "eyes": "auto", "start_frame": 1001, "fps": 24.0}},
     "2": {"class_type": "FacegraphExportTracking", "inputs": {
         "tracks": ["1", 1], "folder": "facegraph/tracking", "crop_size": 512, "overwrite": True}},
-    "3": {"class_type": "FacegraphLoadImageSequence", "inputs": {
-        "path": "plate/plate.####.exr", "frames": "", "first": 0, "count": 0, "missing": "hold",
-        "channels": "auto", "layer": "", "nonfinite": "error"}},
-    "4": {"class_type": "FacegraphTrackCrops", "inputs": {
-        "images": ["3", 0], "sequence": ["3", 2], "tracks": ["1", 1], "track_id": -1, "size": 512, "feather": 0.1}},
-    "5": {"class_type": "FacegraphSaveEXRSequence", "inputs": {
-        "images": ["4", 0], "sequence": ["4", 3], "path": "facegraph/crops/crop.####.exr",
-        "pixel_type": "half", "compression": "zip", "mode": "overwrite", "start_frame": 1001}},
-    "6": {"class_type": "FacegraphDrawLandmarks", "inputs": {
-        "images": ["3", 0], "faces": ["1", 0], "point_size": 1, "boxes": True, "stops": 0.0, "points": "auto"}},
-    "7": {"class_type": "FacegraphSaveContactSheet", "inputs": {
-        "previews": ["6", 0], "sequence": ["3", 2], "path": "facegraph/contact_sheet.png", "count": 8,
-        "columns": 4, "tile_width": 320}},
+    "3": {"class_type": "FacegraphOpenSequence", "inputs": {
+        "path": "plate/plate.####.exr", "frames": "", "missing": "hold", "layer": "", "nonfinite": "error"}},
+    "4": {"class_type": "FacegraphStreamTrackCrops", "inputs": {
+        "frames": ["3", 0], "tracks": ["1", 1], "track_id": -1, "size": 512, "feather": 0.1}},
+    "5": {"class_type": "FacegraphSaveFrameStream", "inputs": {
+        "frames": ["4", 0], "path": "facegraph/crops/crop.####.exr", "pixel_type": "half", "compression": "zip",
+        "mode": "overwrite"}},
+    "6": {"class_type": "FacegraphStreamDrawLandmarks", "inputs": {
+        "frames": ["3", 0], "faces": ["1", 0], "point_size": 1, "boxes": True, "stops": 0.0, "points": "auto"}},
+    "7": {"class_type": "FacegraphSaveStreamContactSheet", "inputs": {
+        "frames": ["6", 0], "path": "facegraph/contact_sheet.png", "count": 8, "columns": 4, "tile_width": 320}},
 }
 
 PLATE = "plate/plate.####.exr"
@@ -79,14 +79,13 @@ UNSTABILISE = {
 
 STABILISE = {  # stabilised crops from a tracking export (the render step after analyse shot / facegraph merge)
     "1": {"class_type": "FacegraphImportTracking", "inputs": {"path": "facegraph/tracking [output]"}},
-    "2": {"class_type": "FacegraphLoadImageSequence", "inputs": {
-        "path": PLATE, "frames": "", "first": 0, "count": 0, "missing": "hold", "channels": "auto", "layer": "",
-        "nonfinite": "error"}},
-    "3": {"class_type": "FacegraphTrackCrops", "inputs": {
-        "images": ["2", 0], "sequence": ["2", 2], "tracks": ["1", 1], "track_id": -1, "size": 512, "feather": 0.1}},
-    "4": {"class_type": "FacegraphSaveEXRSequence", "inputs": {
-        "images": ["3", 0], "sequence": ["3", 3], "path": "facegraph/stabilised/crop.####.exr",
-        "pixel_type": "half", "compression": "zip", "mode": "resume", "start_frame": 1001}},
+    "2": {"class_type": "FacegraphOpenSequence", "inputs": {
+        "path": PLATE, "frames": "", "missing": "hold", "layer": "", "nonfinite": "error"}},
+    "3": {"class_type": "FacegraphStreamTrackCrops", "inputs": {
+        "frames": ["2", 0], "tracks": ["1", 1], "track_id": -1, "size": 512, "feather": 0.1}},
+    "4": {"class_type": "FacegraphSaveFrameStream", "inputs": {
+        "frames": ["3", 0], "path": "facegraph/stabilised/crop.####.exr", "pixel_type": "half",
+        "compression": "zip", "mode": "resume"}},
 }
 
 LANDMARK_PREVIEW = {  # per frame: detect, landmarks, refine, drawn over the plate (no tracking, no smoothing)
