@@ -339,8 +339,8 @@ class FrameViews:
             pixels: (N, C, h, w) float32 tensor, C = the frames' channels, resampled from frames ``index``
                 ((N,) ints) in the frames' colour (linear, premultiplied); any device.
             Returns a new (N, 3, h, w) float32 tensor on the same device, display-referred RGB in [0, 1]
-            (unpremultiplied, times the frame's gain, through the view curve, clipped; NaN -> 0). The
-            memory layout (e.g. channels-last) of ``pixels`` is kept.
+            (unpremultiplied, times the frame's gain, through the view curve, clipped; NaN -> 0); on the
+            CPU path channels-last in memory (what the cv2 crops and the TFLite graphs use).
             backend: "auto" (numpy's table lookup on CPU tensors, zero-copy; torch elsewhere), "numpy" or
             "torch": the same numbers (tests/core/test_colour.py).
         """
@@ -366,11 +366,12 @@ class FrameViews:
             raise InputError(f"backend='numpy' needs CPU pixels, these are on {x.device}", hint="use 'auto'")
         use_numpy = backend == "numpy" or (backend == "auto" and x.device.type == "cpu")
         if view in _LUT_VIEWS and use_numpy:  # numpy's table lookup: 5x faster than torch's gather on a CPU
-            out = torch.empty_like(x)
-            xs, os_ = x.numpy(), out.numpy()
-            for k in range(x.shape[0]):
-                os_[k] = _lut_view(xs[k], float(gains[k]), view)
-            return out
+            n, _, h, w = x.shape
+            out = torch.empty((n, h, w, 3), dtype=torch.float32)  # channels-last, as the cv2 paths make them
+            os_ = out.numpy()
+            for k in range(n):
+                os_[k] = _lut_view(x[k].permute(1, 2, 0).numpy(), float(gains[k]), view)
+            return out.permute(0, 3, 1, 2)
         if view in _LUT_VIEWS:
             lut = _torch_lut(view, x.device)
             scale = torch.from_numpy((gains * (_LUT_SIZE - 1)).astype(np.float32)).to(x.device)

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass(frozen=True)
 class _Family:
     colour: str                       # RGB | BGR
-    normalise: Callable               # float 0-255 (N, 3, H, W) torch, in the family's colour order -> network values
+    normalise: Callable               # float 0-255 (N, H, W, 3) torch, in the family's colour order -> network values
     resize: str                       # dynamic | letterbox | stretch
     default_longest: int = 640
     stride: int = 32
@@ -53,7 +53,7 @@ _RETINA_BGR_MEANS = (104.0, 117.0, 123.0)
 def _bgr_retina(x):
     import torch
 
-    return x - torch.tensor(_RETINA_BGR_MEANS, dtype=x.dtype, device=x.device)[None, :, None, None]
+    return x - torch.tensor(_RETINA_BGR_MEANS, dtype=x.dtype, device=x.device)
 
 
 def _rgb01(x):
@@ -135,7 +135,9 @@ class FaceDetector:
             self._input_name = self._session.get_inputs()[0].name
             self._output_names = [o.name for o in self._session.get_outputs()]
             first_dim = self._session.get_inputs()[0].shape[0]
-            self._max_batch = 1 if first_dim == 1 else 16
+            # onnxruntime on the CPU: measured (bench/chain.py) slower per frame at batch 8 than at 1 (the
+            # activations of 8 640 x 384 inputs leave the caches), so frames run one by one there
+            self._max_batch = 1 if first_dim == 1 or str(device).startswith("cpu") else 16
             out0 = self._session.get_outputs()[0].shape
             if isinstance(out0[0], int) and out0[0] == 1:
                 self._max_batch = 1
@@ -171,10 +173,10 @@ class FaceDetector:
         return jobs
 
     def _input(self, views: FrameViews, job: _Job):
-        """One job's network input, (3, h, w) float32 torch: the linear frame turned, cut to the job's tile
+        """One job's network input, (h, w, 3) float32 torch (channels-last, 0-255 in the family's colour order): the linear frame turned, cut to the job's tile
         and resized (cv2 on CPU frames: INTER_AREA when shrinking, INTER_LINEAR when growing; torch's
         area / bilinear elsewhere), then the view's tone mapping on the small picture, 8-bit steps, the
-        family's colour order and scaling. The network view is never made at full resolution."""
+        family's colour order (scaling: ``normalise``). The network view is never made at full resolution."""
         import torch
 
         frame = views.frames[job.image]
@@ -186,22 +188,28 @@ class FaceDetector:
         tw, th = max(1, int(round(img.shape[2] * sx))), max(1, int(round(img.shape[1] * sy)))
         small = resize_frame(img, (min(tw, w), min(th, h)), shrink=sx < 1)[None]
         toned = views.tone(small, [job.image])[0]
-        canvas = torch.zeros((3, h, w), dtype=torch.float32, device=toned.device)
-        canvas[:, :toned.shape[1], :toned.shape[2]] = toned
-        pixels = torch.round(canvas * 255.0)  # what the networks were trained on: 8-bit values
-        if self.family.colour == "BGR":
-            pixels = pixels.flip(0)
-        return pixels
+        th, tw = toned.shape[1:]
+        bgr = self.family.colour == "BGR"
+        if toned.device.type == "cpu":  # numpy, channels-last: views and in-place passes, no torch copies
+            canvas = np.zeros((h, w, 3), np.float32)
+            hwc = toned.permute(1, 2, 0).numpy()
+            canvas[:th, :tw] = hwc[..., ::-1] if bgr else hwc
+            np.multiply(canvas, 255.0, out=canvas)
+            np.round(canvas, out=canvas)  # what the networks were trained on: 8-bit values
+            return torch.from_numpy(canvas)
+        canvas = torch.zeros((h, w, 3), dtype=torch.float32, device=toned.device)
+        canvas[:th, :tw] = toned.permute(1, 2, 0).flip(2) if bgr else toned.permute(1, 2, 0)
+        return torch.round(canvas * 255.0)
 
     # --------------------------------------------------------------------------------------------- run
     def _run(self, batch) -> list[dict[str, np.ndarray]]:
-        """batch (B, 3, H, W) torch network values -> per-image dicts of raw outputs (numpy)."""
-        if self.spec.runtime == "onnx":
-            x = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
+        """batch (B, H, W, 3) torch network values -> per-image dicts of raw outputs (numpy)."""
+        if self.spec.runtime == "onnx":  # onnxruntime on the CPU: numpy NCHW
+            x = np.ascontiguousarray(batch.detach().cpu().numpy().transpose(0, 3, 1, 2), dtype=np.float32)
             outs = self._session.run(None, {self._input_name: x})
             return [{n: o[i] for n, o in zip(self._output_names, outs)} for i in range(len(batch))]
         dev = next(iter(self._module.buffers())).device
-        outs = [o.float().cpu().numpy() for o in self._module.run(batch.permute(0, 2, 3, 1).contiguous().to(dev))]
+        outs = [o.float().cpu().numpy() for o in self._module.run(batch.contiguous().to(dev))]
         return [{str(k): o[i] for k, o in enumerate(outs)} for i in range(len(batch))]
 
     def _decode(self, raw: dict[str, np.ndarray], size: tuple[int, int]) -> Detections:

@@ -67,3 +67,40 @@ def test_tiling_finds_small_faces_in_a_large_frame(data):
     plain = det.detect([big], DetectOptions(score_threshold=0.5))[0]
     tiled = det.detect([big], DetectOptions(score_threshold=0.5, tile=640))[0]
     assert len(tiled) > len(plain)
+
+
+def test_detect_views_on_linear_frames_batched_and_as_before(data):
+    """The linear frame path: the detector's input is resized from the linear frames and toned at its own
+    size; a batch gives each frame's single result, and the faces match the old full-resolution view's."""
+    import torch
+
+    from facegraph.core.colour import FrameViews, network_view
+    from facegraph.core.io.images import read_image
+
+    det = load_model("yunet_n")
+    px, _ = read_image(data / "stills" / "s0.jpg")
+    a, b = px[..., :3] * np.float32(0.25), np.ascontiguousarray(px[:, ::-1, :3])
+    views = FrameViews([torch.from_numpy(a).permute(2, 0, 1), torch.from_numpy(b).permute(2, 0, 1)])
+    batch = det.detect_views(views)
+    for i, x in enumerate((a, b)):
+        single = det.detect_views(views.subset([i]))[0]
+        assert np.allclose(batch[i].boxes, single.boxes, atol=1e-3)
+        old = det.detect([network_view(x)])[0]
+        assert len(old) == len(single) == 1
+        assert np.abs(old.boxes - single.boxes).max() < 1.0 and abs(old.scores[0] - single.scores[0]) < 0.01
+
+
+@pytest.mark.parametrize("size, shrink", [((64, 36), True), ((50, 31), True), ((300, 170), False)])
+def test_resize_frame_paths_agree(size, shrink, device):
+    import torch
+
+    from facegraph.models.detectors import resize_frame
+
+    g = torch.Generator().manual_seed(3)
+    img = torch.rand((4, 108, 192), generator=g) * 3
+    ref = resize_frame(img.permute(1, 2, 0).contiguous().permute(2, 0, 1), size, shrink=shrink, backend="cv2")
+    got = resize_frame(img.to(device), size, shrink=shrink, backend="torch")
+    assert got.shape == (4, size[1], size[0]) and got.device == img.to(device).device
+    diff = (got.cpu() - ref).abs().max().item()
+    # bilinear and whole-number area factors agree; other area factors differ in their weights
+    assert diff < (1e-4 if not shrink or 192 % size[0] == 0 else 0.6), diff

@@ -72,3 +72,77 @@ def test_iris_patches_land_on_the_eyes(faces):
         assert e.contour.shape == (71, 3)
     # the two irises sit apart, the mirrored eye on the image right
     assert out[1].iris[0, 0] > out[0].iris[0, 0]
+
+
+# ------------------------------------------------------------------------------ batched entry points
+def _linear_frames(faces):
+    """Two linear frames of one size (the first two AFLW faces, 450 x 450) as a FrameViews, and their rois."""
+    import torch
+
+    from facegraph.core.colour import FrameViews
+    from facegraph.core.io.images import read_image
+
+    frames = [torch.from_numpy(read_image(s.image)[0][..., :3]).permute(2, 0, 1) for s in faces[:2]]
+    return FrameViews(frames), [face_box_from_roi_box(s.box) for s in faces[:2]]
+
+
+@pytest.mark.parametrize("model_id", ["mediapipe_landmarker_v2", "mediapipe_facemesh_v1", "pfld", "tddfa_v2_mb05"])
+def test_batched_landmarks_equal_one_by_one(model_id, faces):
+    from facegraph.core.landmarks import Roi
+
+    m = load_model(model_id)
+    views, boxes = _linear_frames(faces)
+    # faces over both frames, one of them twice, one crop partly outside its frame
+    index = [0, 1, 1, 0]
+    rois = [m.roi_for(boxes[0]), m.roi_for(boxes[1]), m.roi_for(boxes[1]).scaled(1.3), Roi(20.0, 30.0, 160.0)]
+    batch = m.predict_frames(views, index, rois)
+    for i, r, b in zip(index, rois, batch):
+        single = m.predict_frames(views, [i], [r])[0]
+        # batched network kernels sum in another order (and a 1e-5 crop difference can flip an 8-bit step):
+        # a hundredth of a pixel
+        assert np.abs(single.points - b.points).max() < 1e-2, model_id
+        assert abs(single.presence - b.presence) < 1e-4
+        if b.blendshapes is not None:
+            assert np.abs(single.blendshapes[1] - b.blendshapes[1]).max() < 1e-4
+
+
+def test_batched_iris_equals_one_by_one(faces):
+    m, iris = load_model("mediapipe_landmarker_v2"), load_model("mediapipe_iris")
+    views, boxes = _linear_frames(faces)
+    meshes = m.predict_frames(views, [0, 1], [m.roi_for(b) for b in boxes])
+    eyes = [e for r in meshes for e in iris.eye_rois(r.points)]
+    index = [0, 0, 1, 1]
+    batch = iris.predict_frames(views, index, eyes)
+    for i, e, b in zip(index, eyes, batch):
+        single = iris.predict_frames(views, [i], [e])[0]
+        assert np.abs(single.contour - b.contour).max() < 1e-3 and np.abs(single.iris - b.iris).max() < 1e-3
+
+
+@pytest.mark.parametrize("border", ["constant", "replicate"])
+def test_crop_frames_one_warp_equals_a_warp_per_crop(border, device):
+    """The kernel behind every landmark crop: patches + one batched warp == each crop warped from its whole
+    frame, on the frames' device, for crops inside, across and wholly outside the frame edge."""
+    import torch
+
+    from facegraph.core.colour import FrameViews, ViewOptions
+    from facegraph.core.landmarks import Roi
+    from facegraph.core.warp import warp_affine
+    from facegraph.models.landmarkers import crop_frames
+
+    g = torch.Generator().manual_seed(0)
+    frames = (torch.rand((3, 4, 70, 90), generator=g) * 2).to(device)
+    frames[:, 3] = frames[:, 3].clamp(0.05, 1)  # RGBA, premultiplied alpha
+    views = FrameViews(frames, ViewOptions(exposure="none"))
+    index = [0, 2, 1, 2, 0]
+    rois = [Roi(40, 30, 25), Roi(5, 60, 40, angle=0.3), Roi(85, 10, 33), Roi(-60, 20, 10), Roi(45, 35, 100)]
+    crops, mats = crop_frames(views, index, rois, 32, border)
+    assert crops.shape == (5, 3, 32, 32) and crops.device == frames.device
+    for k, (i, r) in enumerate(zip(index, rois)):
+        lin = warp_affine(frames[i:i + 1], torch.from_numpy(r.crop_from_frame(32)), (32, 32), border=border)
+        ref = views.tone(lin, [i])
+        assert (crops[k] - ref[0]).abs().max().item() < 1e-4, k
+        assert np.allclose(mats[k], r.crop_from_frame(32))
+    one = crop_frames(views, [1, 1], rois[:2], 32, border)[0]  # one frame: a batch-expanded view, no patches
+    for k, r in enumerate(rois[:2]):
+        lin = warp_affine(frames[1:2], torch.from_numpy(r.crop_from_frame(32)), (32, 32), border=border)
+        assert (one[k] - views.tone(lin, [1])[0]).abs().max().item() < 1e-4

@@ -105,3 +105,34 @@ def test_the_chain_as_a_graph(tmp_path, data):
     assert run.order[-1] == "7"
     px, _ = read_image(tmp_path / "crop.1001.exr")
     assert px.shape == (112, 112, 3)
+
+
+def test_nodes_measure_each_frame_once_and_take_rgba(images, faces):
+    """Detect, Landmarks and Refine share each frame's exposure (core.colour.frame_views' cache keyed by the
+    IMAGE's identity); no node makes a full-resolution view. An RGBA IMAGE is unpremultiplied for the networks."""
+    import torch
+
+    from facegraph.core import colour
+    from facegraph.core.tensors import bchw
+
+    (det,) = DetectFaces().detect(images, score_threshold=0.6)
+    gains = colour.frame_views(bchw(images))._gains
+    assert not np.isnan(gains).any()
+    calls = []
+    real = colour.FrameViews._measure
+
+    def counting(self, i):
+        calls.append(i)
+        return real(self, i)
+
+    colour.FrameViews._measure = counting
+    try:
+        FaceLandmarks().landmarks(images, det, recrop=0)
+        RefineLandmarks().refine(images, faces, recrop=1, eyes="off")
+    finally:
+        colour.FrameViews._measure = real
+    assert calls == []
+    rgba = torch.cat([images * 0.5, torch.full_like(images[..., :1], 0.5)], -1)  # premultiplied by 0.5
+    (found,) = DetectFaces().detect(rgba, score_threshold=0.6)
+    assert [len(ff) for ff in found] == [len(ff) for ff in det]
+    assert np.abs(found[0].faces[0].box - det[0].faces[0].box).max() < 1.0
