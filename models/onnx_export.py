@@ -252,10 +252,12 @@ def export_onnx(model_id: str, out_path: str | Path, *, opset: int = DEFAULT_OPS
     dynamic = None if fixed else ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH)},)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    quiet = logging.getLogger("torch.onnx")  # its opset / torchvision notices are not the user's concern
+    level = quiet.level
     try:
+        quiet.setLevel(logging.ERROR)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
             prog = torch.onnx.export(net.module, (x,), dynamo=True, opset_version=int(opset),
                                      input_names=[net.input_name], output_names=list(net.output_names),
                                      dynamic_shapes=dynamic, optimize=True, verbose=False)
@@ -263,6 +265,8 @@ def export_onnx(model_id: str, out_path: str | Path, *, opset: int = DEFAULT_OPS
     except Exception as exc:
         raise ModelError(f"ONNX export of {model_id}{':' + part if part else ''} failed: {exc}",
                          model=model_id) from None
+    finally:
+        quiet.setLevel(level)
     model = onnx.load(str(out_path))
     spec = registry().get(model_id)
     meta = {"facegraph.model_id": model_id, "facegraph.part": part, "facegraph.layout": net.layout,
