@@ -514,7 +514,7 @@ def add_landmarks(sub: argparse._SubParsersAction) -> None:
 def _landmarks(args: argparse.Namespace) -> int:
     from ..core.detection import DetectOptions
     from ..models.loader import load_model
-    from .evaluate import Predictor, view_of
+    from .evaluate import Predictor, frame_views_of
 
     pred = Predictor(args.model, device=args.device)
     boxes: dict[str, tuple] = {}
@@ -525,7 +525,7 @@ def _landmarks(args: argparse.Namespace) -> int:
         det = load_model(args.detector, task="detect", device=args.device)
     out = []
     for path in args.images:
-        view = view_of(path)
+        view = frame_views_of(path)
         if args.box is not None:
             regions = [(args.box_kind, args.box)]
         elif boxes:
@@ -534,11 +534,13 @@ def _landmarks(args: argparse.Namespace) -> int:
                 raise InputError(f"no box for {path} in {args.boxes_csv}")
             regions = [(args.box_kind, boxes[key])]
         else:
-            found = det.detect([view], DetectOptions())[0]
+            found = det.detect_views(view, DetectOptions())[0]
+            five = found.keypoints if found.keypoints is not None and found.scheme == "five" else None
             regions = [("face", tuple(float(v) for v in b)) for b in found.boxes]
         faces = []
-        for kind, box in regions:
-            p68, res = pred.predict(view, (kind, box))
+        for k, (kind, box) in enumerate(regions):
+            kps = five[k] if det is not None and five is not None else None  # as Detect -> Landmarks passes them
+            p68, res = pred.predict(view, (kind, box), keypoints=kps)
             pts = p68 if args.scheme == "ibug68" else np.asarray(res.points)[:, :2]
             if args.index_coords:
                 pts = pts - 0.5

@@ -84,8 +84,21 @@ def dlib_boxes(root: Path) -> dict[str, np.ndarray]:
 
 
 def view_of(path: Path) -> np.ndarray:
+    """The full-resolution display-referred view of an image, (H, W, 3) float32 in [0, 1] (for checks that
+    feed one model directly)."""
     px, _ = read_image(path)
     return network_view(px[..., :3], options=PHOTO_VIEW)
+
+
+def frame_views_of(path: Path):
+    """An image as the analysis chain takes it: its linear frame in a FrameViews with the set's view (each
+    network's input is made at the network's own resolution), as the nodes and ``facegraph analyse`` do."""
+    import torch
+
+    from ..core.colour import FrameViews
+
+    px, _ = read_image(path)
+    return FrameViews(torch.from_numpy(np.ascontiguousarray(px[..., :3])).permute(2, 0, 1)[None], PHOTO_VIEW)
 
 
 def face_box_from_roi_box(box: tuple) -> tuple[float, float, float, float]:
@@ -139,7 +152,7 @@ def score_landmarks(samples: list[Sample], kind: str,
                     predict: Callable[[Sample, np.ndarray], np.ndarray | None]) -> Iterator[LandmarkScore]:
     """Run ``predict(sample, view) -> (68, 2) or None`` over samples and score each with the set's protocol."""
     for s in samples:
-        view = view_of(s.image)
+        view = frame_views_of(s.image)
         t0 = time.perf_counter()
         pred = predict(s, view)
         dt = time.perf_counter() - t0
@@ -170,19 +183,26 @@ PRESETS = {
 
 
 class Predictor:
-    """(view, region) -> 68 iBUG points (and the full result) for a model id or a chain preset.
+    """(view, region) -> 68 iBUG points (and the face's landmarks) for a model id or a chain preset.
 
     ``region`` is (kind, box): kind ``face`` (a detector-style face box: each model applies its own crop
-    convention) or ``crop`` (the square region to crop, used as given).
+    convention) or ``crop`` (the square region to crop, used as given: 3DDFA_V2's protocol on AFLW2000-3D).
+    Faces go through the analysis chain itself (models/analysis.py: landmark_frames, refine_frames,
+    fuse_faces), the one the nodes, ``facegraph analyse`` and the templates run, so the figures measure it.
     """
 
     def __init__(self, name: str, device: str = "cpu", threads: int = 0) -> None:
         from ..models.loader import load_model
 
         self.name = name
-        if name == "default-chain":
-            self.models = {"main": load_model("mediapipe_landmarker_v2", device=device, threads=threads)}
-            self.recrop = 1
+        self.iris = None
+        if name == "default-chain":  # AnalysisOptions' defaults: mesh v2, re-crop 1, eye patches "auto"
+            from ..models.shot import AnalysisOptions
+
+            opts = AnalysisOptions()
+            self.models = {"main": load_model(opts.landmarks, device=device, threads=threads)}
+            self.iris = load_model(opts.eye_model, task="refine", device=device, threads=threads)
+            self.recrop, self.eyes = opts.recrop, opts.eyes
         elif name == "fused":
             self.models = {"3d": load_model("tddfa_v2_mb05", device=device, threads=threads),
                            "2d": load_model("pfld", device=device, threads=threads)}
@@ -195,35 +215,46 @@ class Predictor:
     def scheme(self) -> str:
         return "ibug68" if self.name == "fused" else self.models["main"].scheme
 
-    def _run(self, model, view, region, keypoints=None):
+    def _face(self, model, view, region, keypoints=None):
+        """The chain's face for one region: landmark_frames (+ refine_frames for the default chain)."""
+        from ..core.colour import FrameViews
         from ..core.landmarks import Roi
+        from ..core.refine import RefineOptions
+        from ..core.types import Face, FrameFaces
+        from ..models.analysis import apply_result, as_views, landmark_frames, refine_frames
 
         kind, box = region
-        if kind == "crop":
+        views = as_views(view if isinstance(view, FrameViews) else [view])
+        face = Face(box=np.asarray(box, np.float32), score=1.0,
+                    keypoints=None if keypoints is None else np.asarray(keypoints, np.float32))
+        if kind == "crop":  # the protocol's own crop box, as given (no model crop convention)
             x0, y0, x1, y1 = box
-            roi = Roi((x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0))
+            res = model.predict_frames(views, [0], [Roi((x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0))])[0]
+            return apply_result(face, res, model.spec.id)
+        frames = [FrameFaces(frame=0, size=views.size, faces=(face,))]
+        if self.name == "default-chain":
+            frames = landmark_frames(model, views, frames, recrop=0)
+            frames = refine_frames(views, frames, mesh=model, iris=self.iris,
+                                   options=RefineOptions(recrop=self.recrop, eyes=self.eyes))
         else:
-            roi = model.roi_for(box, keypoints)
-        res = model.predict(view, [roi])[0]
-        for _ in range(self.recrop):
-            res = model.predict(view, [model.roi_for(box, points=res.points, scheme=res.scheme)])[0]
-        return res
+            frames = landmark_frames(model, views, frames, recrop=self.recrop)
+        return frames[0].faces[0]
 
-    def predict(self, view: np.ndarray, region: tuple, keypoints: np.ndarray | None = None
-                ) -> tuple[np.ndarray, object]:
+    def predict(self, view, region: tuple, keypoints: np.ndarray | None = None) -> tuple[np.ndarray, object]:
+        """(68 points (68, 2) in pixel-area coordinates, the face's Landmarks in the model's own scheme) for
+        ``view``: a FrameViews of one linear frame (:func:`frame_views_of`) or a display-referred numpy view."""
         from ..core.landmarks import mesh_to_ibug68
-        from ..core.pose import angles_from_rotation
-        from ..core.refine import fuse_by_pose
+        from ..models.analysis import fuse_faces
 
         if self.name == "fused":
-            a = self._run(self.models["3d"], view, region, keypoints)
-            b = self._run(self.models["2d"], view, region if region[0] == "face" else
-                          ("face", face_box_from_roi_box(region[1])), keypoints)
-            pts, _ = fuse_by_pose(a.points[:, :2], b.points[:, :2], angles_from_rotation(a.rotation)[0])
-            return pts, a
-        res = self._run(self.models["main"], view, region, keypoints)
-        pts = res.points[:, :2]
-        return (mesh_to_ibug68(pts) if len(pts) > 68 else pts), res
+            a = self._face(self.models["3d"], view, region, keypoints)
+            b = self._face(self.models["2d"], view, region if region[0] == "face" else
+                           ("face", face_box_from_roi_box(region[1])), keypoints)
+            fused = fuse_faces(a, b)
+            return np.asarray(fused.landmarks.points)[:, :2], fused.landmarks
+        lm = self._face(self.models["main"], view, region, keypoints).landmarks
+        pts = np.asarray(lm.points)[:, :2]
+        return (mesh_to_ibug68(pts) if len(pts) > 68 else pts), lm
 
 
 def region_for(sample: Sample, kind: str, boxes: str, predictor: Predictor) -> tuple:
@@ -254,7 +285,7 @@ def evaluate_landmarks(data: Path, model: str, boxes: str = "given", detector: s
     def run(sample: Sample, view: np.ndarray):
         if det is None:
             return pred.predict(view, region_for(sample, kind, boxes, pred))[0]
-        found = det.detect([view], DetectOptions(score_threshold=0.5))[0]
+        found = det.detect_views(view, DetectOptions(score_threshold=0.5))[0]
         i = pick_face(found.boxes, sample.gt)
         if i is None:
             return None
@@ -281,9 +312,9 @@ def evaluate_detector(data: Path, model: str, iou: float = 0.5, score_threshold:
     hits = total = fps = 0
     seconds = []
     for name, boxes in gt.items():
-        view = view_of(Path(data) / name)
+        view = frame_views_of(Path(data) / name)
         t0 = time.perf_counter()
-        found = det.detect([view], DetectOptions(score_threshold=score_threshold))[0]
+        found = det.detect_views(view, DetectOptions(score_threshold=score_threshold))[0]
         seconds.append(time.perf_counter() - t0)
         total += len(boxes)
         if len(found):
