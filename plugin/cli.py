@@ -52,6 +52,22 @@ def add_models(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--sha256")
     g.add_argument("--file", help="hash this local copy and pin that hash")
     pp.set_defaults(func=_models_pin)
+    ep = msub.add_parser("export-onnx", help="export every torch-ported network (BlazeFace, face mesh v1/v2, iris, "
+                                             "3DDFA_V2) to ONNX with a dynamic batch axis, for TensorRT / onnxruntime")
+    ep.add_argument("out", help="folder for <id>[.<part>].onnx (created; existing files are replaced)")
+    ep.add_argument("--opset", type=int, default=18)
+    ep.set_defaults(func=_models_export_onnx)
+
+
+def _models_export_onnx(args: argparse.Namespace) -> int:
+    try:
+        from ..models.onnx_export import export_all
+    except ImportError as exc:
+        raise InputError(f"ONNX export needs the onnx packages ({exc.name} is missing)",
+                         hint="pip install 'facegraph[onnx]'") from None
+    for path in export_all(args.out, opset=args.opset):
+        print(path)
+    return 0
 
 
 def _models_list(args: argparse.Namespace) -> int:

@@ -148,7 +148,7 @@ def test_run_bound_on_cuda_keeps_frames_on_the_device(mirror):
     assert gpu.get_providers()[0] == "CUDAExecutionProvider" and onr.session_device(gpu) == ("cuda", 0)
     cpu = create_session(path, device="cpu", threads=1)
     x = torch.rand(4, 3, 128, 160, generator=torch.Generator().manual_seed(0)).mul(255)
-    xg = x.cuda()
+    xg = x.to("cuda:0")
     before = xg.clone()
     out = run_bound(gpu, {"input": xg})
     ref = cpu.run(None, {"input": x.numpy()})
