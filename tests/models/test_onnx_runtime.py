@@ -132,6 +132,9 @@ def test_device_outputs_reach_torch_through_dlpack():
 
 
 # ------------------------------------------------------------------------- GPU (skipped without one)
+GPU = "cuda:0"  # the device the GPU tests bind frames on
+
+
 def _need_cuda(provider: str = "CUDAExecutionProvider"):
     if not torch.cuda.is_available():
         pytest.skip("torch sees no CUDA device")
@@ -148,7 +151,7 @@ def test_run_bound_on_cuda_keeps_frames_on_the_device(mirror):
     assert gpu.get_providers()[0] == "CUDAExecutionProvider" and onr.session_device(gpu) == ("cuda", 0)
     cpu = create_session(path, device="cpu", threads=1)
     x = torch.rand(4, 3, 128, 160, generator=torch.Generator().manual_seed(0)).mul(255)
-    xg = x.to("cuda:0")
+    xg = x.to(device=GPU)
     before = xg.clone()
     out = run_bound(gpu, {"input": xg})
     ref = cpu.run(None, {"input": x.numpy()})
