@@ -102,6 +102,7 @@ class ChunkWorker:
 
     def run(self, template: str, assignments: dict, frames: tuple[int, int], handles: int, input_dir: str,
             output_dir: str, cache_dir: str) -> dict:
+        started = time.time()  # wall clock: the driver compares it with when it sent the chunk
         fn = self._fn
         if fn is None:
             from .chunks import run_chunk as fn
@@ -110,7 +111,7 @@ class ChunkWorker:
                      output_dir=output_dir, cache_dir=cache_dir)
         self._chunks += 1
         return {"summary": summary, "seconds": time.perf_counter() - t0, "pid": os.getpid(),
-                "chunk_in_actor": self._chunks}
+                "started": started, "chunk_in_actor": self._chunks}
 
 
 # ------------------------------------------------------------------------------------------------ cluster
@@ -234,7 +235,8 @@ def run_on_ray(template: str, assignments: Mapping[str, Any], frames: tuple[int,
     ("gpu" | "cpu"), ``retries`` (chunk runs that failed and were retried), ``startup_s`` (start / connect the
     cluster), ``actors_s`` (until every actor had started), ``seconds`` (the whole job) and ``chunks``: per
     chunk in frame order ``{"frames", "attempts", "pid", "seconds" (inside the actor), "round_trip_s"
-    (dispatch to result, seen by this process), "summary" (what run_chunk returned)}``.
+    (dispatch to result, seen by this process), "start_delay_s" (dispatch to the actor starting it, by the
+    two machines' wall clocks), "summary" (what run_chunk returned)}``.
 
     Raises InputError for bad arguments or a missing Ray; the chunk's own error (with ``chunk=`` and
     ``attempts=`` context) or a GraphError when a chunk still fails after ``retries`` retries.
@@ -327,7 +329,7 @@ class _Job:
         ray = self.ray
         todo: collections.deque[tuple[int, int]] = collections.deque((i, 0) for i in range(len(self.plan)))
         free = list(actors)
-        running: dict[Any, tuple[int, int, Any, float]] = {}  # ref -> (chunk, failed attempts, actor, t0)
+        running: dict[Any, tuple] = {}  # ref -> (chunk, failed attempts, actor, perf_counter, wall clock) at dispatch
         records: list[dict | None] = [None] * len(self.plan)
         failures = 0
         total = sum(b - a + 1 for a, b in self.plan)
@@ -337,11 +339,11 @@ class _Job:
                 while todo and free:
                     idx, failed = todo.popleft()
                     actor = free.pop()
-                    running[self._dispatch(actor, idx)] = (idx, failed, actor, time.perf_counter())
+                    running[self._dispatch(actor, idx)] = (idx, failed, actor, time.perf_counter(), time.time())
                 done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
                 bar.check_interrupt()
                 for ref in done:
-                    idx, failed, actor, t0 = running.pop(ref)
+                    idx, failed, actor, t0, sent = running.pop(ref)
                     a, b = self.plan[idx]
                     try:
                         got = ray.get(ref)
@@ -361,7 +363,7 @@ class _Job:
                     records[idx] = {"frames": [a, b], "attempts": failed + 1, "pid": got["pid"],
                                     "seconds": round(got["seconds"], 4),
                                     "round_trip_s": round(time.perf_counter() - t0, 4),
-                                    "summary": got["summary"]}
+                                    "start_delay_s": round(got["started"] - sent, 4), "summary": got["summary"]}
                     bar.advance(b - a + 1)
         return [r for r in records if r is not None], failures
 
@@ -404,6 +406,7 @@ class Engine:
     kind: EngineKind = "local"
     address: str | None = None
     workers: int | None = None
+    chunk: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ENGINES:
@@ -411,14 +414,28 @@ class Engine:
         if self.kind == "local" and (self.address is not None or self.workers is not None):
             raise InputError("--address and --workers belong to --engine ray",
                              hint="add --engine ray, or drop them")
-        if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 1):
-            raise InputError(f"workers must be a whole number >= 1, got {self.workers!r}")
+        for name in ("workers", "chunk"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise InputError(f"--{name} must be a whole number >= 1, got {v!r}")
 
-    def run(self, template: str, assignments: Mapping[str, Any], frames: tuple[int, int], *, chunk: int,
-            handles: int, input_dir: str = "", output_dir: str = "", cache_dir: str = "", retries: int = 2,
-            progress: progress_mod.Reporter | None = None) -> dict:
-        """Run every chunk of ``frames`` (inclusive frame numbers) and return the job's summary (see
-        :func:`run_on_ray`; the local engine returns the same keys, without the Ray timings)."""
+    def chunk_for(self, frames: tuple[int, int]) -> int:
+        """Frames per chunk: :attr:`chunk`, else local: the whole range; ray: the range split evenly over
+        ``workers`` (else this machine's cores)."""
+        if self.chunk is not None:
+            return self.chunk
+        n = int(frames[1]) - int(frames[0]) + 1
+        if self.kind == "local":
+            return max(1, n)
+        return max(1, math.ceil(n / (self.workers or os.cpu_count() or 1)))
+
+    def run(self, template: str, assignments: Mapping[str, Any], frames: tuple[int, int], *, handles: int,
+            chunk: int | None = None, input_dir: str = "", output_dir: str = "", cache_dir: str = "",
+            retries: int = 2, progress: progress_mod.Reporter | None = None) -> dict:
+        """Run every chunk of ``frames`` (inclusive frame numbers; ``chunk`` frames each, default
+        :meth:`chunk_for`) and return the job's summary (see :func:`run_on_ray`; the local engine returns the
+        same keys, without the Ray timings)."""
+        chunk = chunk if chunk is not None else self.chunk_for(frames)
         if self.kind == "ray":
             return run_on_ray(template, assignments, frames, chunk=chunk, handles=handles, address=self.address,
                               workers=self.workers, input_dir=input_dir, output_dir=output_dir,
@@ -457,7 +474,8 @@ def run_local(template: str, assignments: Mapping[str, Any], frames: tuple[int, 
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--engine local|ray``, ``--address ADDR``, ``--workers N`` for ``facegraph run``."""
+    """``--engine local|ray``, ``--address ADDR``, ``--workers N``, ``--chunk N`` for ``facegraph run``
+    (with its ``--frames A-B --handles K --cache DIR``)."""
     g = parser.add_argument_group("engine")
     g.add_argument("--engine", choices=ENGINES, default="local",
                    help="local: chunks one after another in this process; ray: on a pool of Ray actors "
@@ -466,9 +484,12 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                    help="a running Ray cluster (host:port, or auto); default: a private local one for the job")
     g.add_argument("--workers", type=int, default=None,
                    help="Ray actors (default: one per GPU of the cluster, else one per CPU)")
+    g.add_argument("--chunk", type=int, default=None, metavar="N",
+                   help="frames per chunk of --frames (default: local one chunk; ray the range split evenly "
+                        "over the workers)")
 
 
 def engine_from_args(args: argparse.Namespace) -> Engine:
     """The :class:`Engine` that :func:`add_engine_arguments`' options name (InputError for a bad mix)."""
     return Engine(getattr(args, "engine", "local") or "local", getattr(args, "address", None),
-                  getattr(args, "workers", None))
+                  getattr(args, "workers", None), getattr(args, "chunk", None))

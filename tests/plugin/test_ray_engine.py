@@ -41,12 +41,55 @@ def test_engine_arguments():
     eng = ray_engine.engine_from_args(p.parse_args(["--engine", "ray", "--address", "10.0.0.1:6379",
                                                     "--workers", "3"]))
     assert eng == ray_engine.Engine("ray", "10.0.0.1:6379", 3)
+    assert eng.chunk_for((1001, 1010)) == 4  # 10 frames over 3 workers
+    eng = ray_engine.engine_from_args(p.parse_args(["--chunk", "25"]))
+    assert eng == ray_engine.Engine("local", chunk=25) and eng.chunk_for((1, 100)) == 25
+    assert ray_engine.Engine("local").chunk_for((1001, 1010)) == 10
+    with pytest.raises(InputError, match="--chunk"):
+        ray_engine.engine_from_args(p.parse_args(["--chunk", "0"]))
     with pytest.raises(InputError, match="--engine ray"):
         ray_engine.engine_from_args(p.parse_args(["--workers", "2"]))
     with pytest.raises(InputError, match="workers"):
         ray_engine.engine_from_args(p.parse_args(["--engine", "ray", "--workers", "0"]))
     with pytest.raises(SystemExit):
         p.parse_args(["--engine", "dask"])
+
+
+def test_local_engine_runs_the_chunks_in_this_process(tmp_path):
+    """Engine("local") through plugin.chunks.run_chunk: a copy graph (no models) over 10 small EXR frames."""
+    from facegraph.core.io.images import read_image, write_image
+
+    rng = np.random.default_rng(2)
+    for f in range(1001, 1011):
+        write_image(tmp_path / "in" / f"p.{f}.exr", rng.random((6, 8, 3)).astype(np.float32), pixel_type="float")
+    graph = {"1": {"class_type": "FacegraphLoadImageSequence", "inputs": {"path": "in/p.####.exr"}},
+             "2": {"class_type": "FacegraphSaveEXRSequence",
+                   "inputs": {"images": ["1", 0], "sequence": ["1", 2], "path": "out/o.####.exr",
+                              "pixel_type": "float", "mode": "overwrite"}}}
+    (tmp_path / "g.json").write_text(json.dumps(graph))
+    seen, depth = [], []
+
+    class Bar:  # the nodes' own tasks nest inside the job's: keep the outermost
+        def start(self, total, label):
+            depth.append(label)
+            if len(depth) == 1:
+                seen.append(total)
+
+        def advance(self, n=1):
+            if len(depth) == 1:
+                seen.append(n)
+
+        def finish(self): depth.pop()
+        def check_interrupt(self): pass
+
+    out = ray_engine.Engine("local", chunk=4).run(str(tmp_path / "g.json"), {}, (1001, 1010), handles=2,
+                                                  input_dir=str(tmp_path), output_dir=str(tmp_path), progress=Bar())
+    assert [c["frames"] for c in out["chunks"]] == [[1001, 1004], [1005, 1008], [1009, 1010]]
+    assert [c["summary"]["written"] for c in out["chunks"]] == [4, 4, 2] and seen == [10, 4, 4, 2]
+    for f in range(1001, 1011):
+        assert np.array_equal(read_image(tmp_path / "out" / f"o.{f}.exr")[0],
+                              read_image(tmp_path / "in" / f"p.{f}.exr")[0])
+    json.dumps(out)
 
 
 # ------------------------------------------------------------------------------------- the chunk function
