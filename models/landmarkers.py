@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from ..core.colour import FrameViews
-from ..core.errors import InputError, ModelError
+from .threads import small_stage
+from ..core.errors import ModelError
 from ..core.warp import SUPPORT_PX, warp_affine
 from ..core.landmarks import (EYE_CORNERS_LEFT, EYE_CORNERS_RIGHT, Roi, blaze_box_from_keypoints, decode_heatmaps, project_points,
                               roi_from_box, roi_from_points, roi_from_segment, rotation_of)
@@ -126,13 +127,14 @@ def _run_chunks(module, x: torch.Tensor, max_batch: int) -> list[np.ndarray]:
     dev = next(iter(module.buffers())).device
     x = x.to(dev)
     outs: list[list[np.ndarray]] = []
-    for start in range(0, x.shape[0], max_batch):
-        chunk = x[start:start + max_batch]
-        k = chunk.shape[0]
-        padded = 1 << (k - 1).bit_length()
-        if padded != k:
-            chunk = torch.cat([chunk, chunk.new_zeros((padded - k,) + tuple(chunk.shape[1:]))])
-        outs.append([o[:k].float().cpu().numpy() for o in module.run(chunk.contiguous())])
+    with small_stage(dev):  # per-face networks: small tensors, single-threaded where threads would spin
+        for start in range(0, x.shape[0], max_batch):
+            chunk = x[start:start + max_batch]
+            k = chunk.shape[0]
+            padded = 1 << (k - 1).bit_length()
+            if padded != k:
+                chunk = torch.cat([chunk, chunk.new_zeros((padded - k,) + tuple(chunk.shape[1:]))])
+            outs.append([o[:k].float().cpu().numpy() for o in module.run(chunk.contiguous())])
     return [np.concatenate(parts) for parts in zip(*outs)]
 
 
@@ -416,7 +418,7 @@ class TDDFA(LandmarkModel):
         crops, _ = crop_frames(views, index, rois, self.input_size)
         bgr = torch.round(crops.flip(1) * 255.0)  # 3DDFA_V2 reads BGR 8-bit frames
         x = ((bgr - 127.5) / 128.0).contiguous().to(self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), small_stage(x):
             params, lms = self.net(x)
         params = params.cpu().numpy().astype(np.float64) * self.std + self.mean
         lms = lms.cpu().numpy().astype(np.float64)

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 from typing import Literal, Sequence
 
+from .threads import default_threads  # the one reader of FACEGRAPH_THREADS
 from ..core.errors import InputError, ModelError
 
 log = logging.getLogger(__name__)
@@ -78,11 +78,6 @@ class ProviderOptions:
                 raise InputError(f"trt_batch {self.trt_batch!r} must be (min, opt, max) with 1 <= min <= opt <= max")
 
 
-def default_threads() -> int:
-    env = os.environ.get("FACEGRAPH_THREADS")
-    if env:
-        return max(1, int(env))
-    return max(1, os.cpu_count() or 1)
 
 
 def parse_device(device: str | None) -> tuple[str, int]:
