@@ -2,7 +2,6 @@
 the command it names, with the tokens of one chunk substituted, runs that chunk (the facegraph console script,
 on frames of a real clip)."""
 import configparser
-import json
 import shlex
 import subprocess
 import xml.etree.ElementTree as ET
@@ -13,7 +12,7 @@ import pytest
 import yaml
 
 from facegraph.core.errors import InputError
-from facegraph.core.io.images import read_image, write_image
+from facegraph.core.io.images import read_image
 from facegraph.plugin.cli import main
 from facegraph.plugin.farm import FarmJob, deadline_join, job_files
 
