@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> str:
                                          workers=a.workers, chunk_fn=_noop)
         finally:
             t0 = time.perf_counter()
-            ray_engine._disconnect(ray, conn)
+            ray_engine.stop_cluster(ray, conn)
             t_stop = time.perf_counter() - t0
 
         ref = _crops(work / "single")

@@ -180,7 +180,9 @@ def _connect(ray, address: str | None, workers: int | None) -> _Connection:
     return _Connection(True, None, time.perf_counter() - t0)
 
 
-def _disconnect(ray, conn: _Connection) -> None:
+def stop_cluster(ray, conn: _Connection) -> None:
+    """Undo :func:`start_local_cluster` (stop the cluster, remove its folder) or a connection this module
+    made (disconnect); a connection it found already open is left alone."""
     if conn.owned:
         ray.shutdown()
     if conn.temp_dir:
@@ -268,7 +270,7 @@ def run_on_ray(template: str, assignments: Mapping[str, Any], frames: tuple[int,
                 stack.enter_context(progress_mod.reporting(progress))
             out = job.run(workers, running_cluster=address is not None or not conn.owned)
     finally:
-        _disconnect(ray, conn)
+        stop_cluster(ray, conn)
     out.update(frames=[int(frames[0]), int(frames[1])], chunk=chunk, handles=handles,
                startup_s=round(conn.seconds, 3), seconds=round(time.perf_counter() - t0, 3))
     return out

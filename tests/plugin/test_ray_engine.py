@@ -129,7 +129,7 @@ def cluster():
     try:
         yield ray
     finally:
-        ray_engine._disconnect(ray, conn)
+        ray_engine.stop_cluster(ray, conn)
 
 
 @pytest.fixture
