@@ -220,6 +220,9 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                    help="check the graph and print the plan (nodes, frames, outputs); run and write nothing")
     p.add_argument("--help-params", action="store_true", help="list the template's named parameters and exit")
     p.add_argument("--json", action="store_true", help="print the summary (or the dry run's plan) as JSON")
+    from .ray_engine import add_engine_arguments
+
+    add_engine_arguments(p)
     p.set_defaults(func=_run)
 
 
@@ -255,6 +258,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"dry run: the graph is valid; {len(plan['nodes'])} node(s) would run" +
               (f"; {len(problems)} input(s) cannot be planned yet (see reads)" if problems else ""))
         return 0
+    if args.engine == "ray" or args.chunk is not None:
+        return _run_chunks(args, sets, span)
     summary = run_graph(args.graph, sets, span, args.handles, args.input_dir, args.output_dir, args.cache,
                         chunked=args.chunked)
     result = summary.pop("run")
@@ -272,6 +277,26 @@ def _run(args: argparse.Namespace) -> int:
         log.info("output: %s", out)
     if args.json:
         print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _run_chunks(args: argparse.Namespace, sets: dict, span) -> int:
+    """``run --engine local|ray [--chunk N]``: --frames in chunks with handles, one after another here or on a
+    pool of Ray actors (plugin/ray_engine.py); per-shot outputs are written per chunk (join them with merge)."""
+    from .ray_engine import engine_from_args
+
+    if span is None:
+        raise InputError("--engine / --chunk need --frames A-B (the frames to split into chunks)")
+    engine = engine_from_args(args)
+    summary = engine.run(args.graph, sets, span, handles=args.handles, input_dir=args.input_dir,
+                         output_dir=args.output_dir, cache_dir=args.cache)
+    retried = sum(c.get("attempts", 1) - 1 for c in summary["chunks"])
+    log.info("done: %d chunk(s) of frames %d-%d on %s (%d worker(s)) in %.1f s%s; per-shot outputs are per "
+             "chunk (<name>.chunk_A-B): join them with facegraph merge", len(summary["chunks"]), *summary["frames"],
+             summary["engine"], summary.get("workers", 1), summary["seconds"],
+             f", {retried} chunk(s) retried" if retried else "")
+    if args.json:
+        print(json.dumps(summary, indent=1, default=str))
     return 0
 
 

@@ -172,3 +172,66 @@ def test_stabilise_from_the_export_in_chunks_is_bit_identical(real):
         a, _ = read_image(root / f"st1/c.{f}.exr")
         b, _ = read_image(root / f"st2/c.{f}.exr")
         assert np.array_equal(a, b), f
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_unstabilise_in_chunks_is_bit_identical(real):
+    """Paste-back from the shot's export is per frame: chunks write exactly the single run's frames."""
+    root, plate = real
+    sets = {"tracking": str(root / "single/tracking"), "crops": str(root / "single/crops/crop.####.exr"),
+            "input": str(plate), "preview": ""}
+    run_graph(str(WF / "unstabilise.json"), {**sets, "output": str(root / "un1/p.####.exr")})
+    for chunk in plan_chunks(SHOT, 5):
+        run_chunk(str(WF / "unstabilise.json"), {**sets, "output": str(root / "un2/p.####.exr")}, chunk, 2)
+    for f in range(SHOT[0], SHOT[1] + 1):
+        a, _ = read_image(root / f"un1/p.{f}.exr")
+        b, _ = read_image(root / f"un2/p.{f}.exr")
+        assert np.array_equal(a, b), f
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_landmark_preview_in_chunks_is_bit_identical(real):
+    """Detect -> landmarks -> refine per frame, no temporal state: chunks equal the single run."""
+    root, plate = real
+    sets = {"input": str(plate), "contact_sheet": str(root / "lp_sheet.png")}
+    run_graph(str(WF / "landmark_preview.json"), {**sets, "output": str(root / "lp1/p.####.exr")})
+    for chunk in plan_chunks(SHOT, 6):
+        run_chunk(str(WF / "landmark_preview.json"), {**sets, "output": str(root / "lp2/p.####.exr")}, chunk, 0)
+    for f in range(SHOT[0], SHOT[1] + 1):
+        a, _ = read_image(root / f"lp1/p.{f}.exr")
+        b, _ = read_image(root / f"lp2/p.{f}.exr")
+        assert np.array_equal(a, b), f
+
+
+#: face paint in chunks smooths inside each chunk (+ handles), like analyse shot: the decal moves with the
+#: landmarks (within LANDMARK_TOLERANCE_PX), so painted pixels differ only along the decal's edges
+PAINT_EDGE_FRACTION = 0.01
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_face_paint_in_chunks_matches_the_single_run_within_tolerance(real, tmp_path):
+    from facegraph.core.io.images import write_image
+
+    root, plate = real
+    decal = np.zeros((256, 256, 4), np.float32)
+    decal[100:156, :, :3] = (2.0, 0.1, 0.1)
+    decal[100:156, :, 3] = 1.0
+    decal[..., :3] *= decal[..., 3:]
+    write_image(tmp_path / "decal.exr", decal, pixel_type="float")
+    sets = {"input": str(plate), "decal": str(tmp_path / "decal.exr"), "preview": ""}
+    run_graph(str(WF / "face_paint.json"), {**sets, "output": str(root / "fp1/p.####.exr")},
+              cache_dir=str(root / "cache"))
+    for chunk in plan_chunks(SHOT, 6):
+        run_chunk(str(WF / "face_paint.json"), {**sets, "output": str(root / "fp2/p.####.exr")}, chunk, 3,
+                  cache_dir=str(root / "cache"))
+    for f in range(SHOT[0], SHOT[1] + 1):
+        a, _ = read_image(root / f"fp1/p.{f}.exr")
+        b, _ = read_image(root / f"fp2/p.{f}.exr")
+        plate_px, _ = read_image(str(plate).replace("####", str(f)))
+        painted = np.abs(a - plate_px).max(-1) > 1e-3
+        assert painted.mean() > 0.001, f  # the decal is there
+        differ = np.abs(a - b).max(-1) > 1e-3
+        assert differ.mean() <= PAINT_EDGE_FRACTION, (f, float(differ.mean()))

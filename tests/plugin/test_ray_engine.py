@@ -92,6 +92,28 @@ def test_local_engine_runs_the_chunks_in_this_process(tmp_path):
     json.dumps(out)
 
 
+def test_facegraph_run_splits_frames_into_chunks_on_the_chosen_engine(tmp_path, capsys):
+    """`facegraph run G --frames A-B --chunk N [--engine local]`: the same chunks through the command line."""
+    from facegraph.core.io.images import read_image, write_image
+    from facegraph.plugin.cli import main
+
+    rng = np.random.default_rng(3)
+    for f in range(1001, 1007):
+        write_image(tmp_path / "in" / f"p.{f}.exr", rng.random((6, 8, 3)).astype(np.float32), pixel_type="float")
+    graph = {"1": {"class_type": "FacegraphOpenSequence", "inputs": {"path": "in/p.####.exr"}},
+             "2": {"class_type": "FacegraphSaveFrameStream",
+                   "inputs": {"frames": ["1", 0], "path": "out/o.####.exr", "pixel_type": "float"}}}
+    (tmp_path / "g.json").write_text(json.dumps(graph))
+    args = ["-q", "run", str(tmp_path / "g.json"), "--input-dir", str(tmp_path), "--output-dir", str(tmp_path)]
+    assert main(args + ["--chunk", "4"]) == 2  # chunks need --frames
+    assert main(args + ["--frames", "1001-1006", "--chunk", "4", "--handles", "1", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["engine"] == "local" and [c["frames"] for c in summary["chunks"]] == [[1001, 1004], [1005, 1006]]
+    for f in range(1001, 1007):
+        assert np.array_equal(read_image(tmp_path / "out" / f"o.{f}.exr")[0],
+                              read_image(tmp_path / "in" / f"p.{f}.exr")[0])
+
+
 # ------------------------------------------------------------------------------------- the chunk function
 def _stand_in_plan(frames, chunk):
     a, b = frames
