@@ -1,5 +1,6 @@
-"""Peak memory of the analyse-shot graph run headless: the IMAGE-batch template (the whole plate as one batch)
-vs the same graph on streamed frames (nodes/stream.py), on one real-photo plate of N frames at 512x512.
+"""Peak memory of the analyse-shot graph run headless: the graph on IMAGE batches (the whole plate as one batch,
+as the template was before it streamed) vs the same graph on streamed frames (nodes/stream.py) and the shipped
+template, on one real-photo plate of N frames at 512x512.
 
 The plate is the demo's real portrait photo moved by smooth known motion (plugin/demo.py), rendered at 512x512 and
 written as a half EXR sequence. Both graphs run in a fresh `facegraph run` process each (peak RSS of the child),
@@ -35,6 +36,23 @@ def streamed_graph() -> dict:
         "6": {"class_type": "FacegraphStreamDrawLandmarks", "inputs": {"frames": ["3", 0], "faces": ["1", 0]}},
         "7": {"class_type": "FacegraphSaveStreamContactSheet", "inputs": {"frames": ["6", 0],
                                                                          "path": "${out}/contact_sheet.png"}},
+    }
+
+
+def image_graph() -> dict:
+    """The same graph on IMAGE batches (the analyse-shot template before it streamed): the whole plate loaded
+    as one batch, crops and previews as batches too."""
+    return {
+        "1": {"class_type": "FacegraphAnalyseShot", "inputs": {"path": "${input}", "cache": True}},
+        "2": {"class_type": "FacegraphExportTracking", "inputs": {"tracks": ["1", 1], "folder": "${out}/tracking"}},
+        "3": {"class_type": "FacegraphLoadImageSequence", "inputs": {"path": "${input}"}},
+        "4": {"class_type": "FacegraphTrackCrops", "inputs": {"images": ["3", 0], "sequence": ["3", 2],
+                                                              "tracks": ["1", 1]}},
+        "5": {"class_type": "FacegraphSaveEXRSequence", "inputs": {"images": ["4", 0], "sequence": ["4", 3],
+                                                                  "path": "${out}/crops/crop.####.exr"}},
+        "6": {"class_type": "FacegraphDrawLandmarks", "inputs": {"images": ["3", 0], "faces": ["1", 0]}},
+        "7": {"class_type": "FacegraphSaveContactSheet", "inputs": {"previews": ["6", 0], "sequence": ["3", 2],
+                                                                   "path": "${out}/contact_sheet.png"}},
     }
 
 
@@ -83,17 +101,21 @@ def main(argv=None) -> str:
         _, analyse_s = run([exe, "-q", "run", str(graph), "--set", f"input={pattern}", "--set", f"out={d / 'warm'}"])
         streamed, streamed_s = run([exe, "-q", "run", str(graph), "--set", f"input={pattern}",
                                     "--set", f"out={d / 's'}"])
-        wf = ROOT / "example_workflows" / "analyse_shot.json"
-        image, image_s = run([exe, "-q", "run", str(wf), "--set", f"1.path={pattern}", "--set", f"3.path={pattern}",
-                              "--set", f"2.folder={d / 'i' / 'tracking'}",
-                              "--set", f"5.path={d / 'i' / 'crops' / 'crop.####.exr'}",
-                              "--set", f"7.path={d / 'i' / 'contact_sheet.png'}"])
+        old = d / "image.json"
+        old.write_text(json.dumps(image_graph()))
+        image, image_s = run([exe, "-q", "run", str(old), "--set", f"input={pattern}", "--set", f"out={d / 'i'}"])
+        shipped, shipped_s = run([exe, "-q", "run", str(ROOT / "example_workflows" / "analyse_shot.json"),
+                                  "--set", f"input={pattern}", "--set", f"output={d / 't' / 'crops' / 'c.####.exr'}",
+                                  "--set", f"tracking={d / 't' / 'tracking'}",
+                                  "--set", f"contact_sheet={d / 't' / 'sheet.png'}"])
         crops = len(list((d / "s" / "crops").glob("*.exr")))
     whole = args.frames * args.size * args.size * 3 * 4 / 2**20
     rows = [["process start-up only (baseline)", f"{base:.0f}", ""],
             ["streamed graph (Open Sequence -> streamed nodes)", f"{streamed:.0f}",
              f"{streamed_s:.1f} s; {crops} crops written"],
-            ["IMAGE-batch template (example_workflows/analyse_shot.json)", f"{image:.0f}", f"{image_s:.1f} s"],
+            ["the shipped template (example_workflows/analyse_shot.json, streamed)", f"{shipped:.0f}",
+             f"{shipped_s:.1f} s"],
+            ["the same graph on IMAGE batches (the template before it streamed)", f"{image:.0f}", f"{image_s:.1f} s"],
             ["the plate as one float32 IMAGE batch", f"{whole:.0f}", "for comparison"]]
     return (f"{machine()}\n\n{args.frames} frames {args.size}x{args.size}, half EXR; first (cache-filling) streamed "
             f"run {analyse_s:.1f} s\n\n" + table(["run", "peak RSS MB", "notes"], rows) +
