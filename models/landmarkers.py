@@ -139,9 +139,11 @@ def _run_chunks(module, x: torch.Tensor, max_batch: int) -> list[np.ndarray]:
 
 
 def _batch_limit(device: str) -> int:
-    """Faces per network call: 1 on the CPU (measured: the ported MediaPipe graphs run no faster per face in
-    batches there, see bench/chain.py), 32 on accelerators."""
-    return 1 if str(device).startswith("cpu") else 32
+    """Faces per network call: 8 on the CPU, 32 on accelerators. Measured on this 2-core CPU, 2 threads,
+    passive waiting (bench/onnx_export.py, torch traced column, BENCHMARKS.md issue 11): mesh v2 14.1 ms per
+    face at 8 per call against 37.6 ms one at a time; under heavy contention (load 5-15) the gain shrank to
+    nothing but nothing was lost. ShotAnalyser batches 8 frames, so one call per batch of one-face frames."""
+    return 8 if str(device).startswith("cpu") else 32
 
 
 def _onnx(resolved: ResolvedModel, device: str, threads: int):
