@@ -139,11 +139,16 @@ def _run_chunks(module, x: torch.Tensor, max_batch: int) -> list[np.ndarray]:
 
 
 def _batch_limit(device: str) -> int:
-    """Faces per network call: 8 on the CPU, 32 on accelerators. Measured on this 2-core CPU, 2 threads,
-    passive waiting (bench/onnx_export.py, torch traced column, BENCHMARKS.md issue 11): mesh v2 14.1 ms per
-    face at 8 per call against 37.6 ms one at a time; under heavy contention (load 5-15) the gain shrank to
-    nothing but nothing was lost. ShotAnalyser batches 8 frames, so one call per batch of one-face frames."""
-    return 8 if str(device).startswith("cpu") else 32
+    """Faces per network call: 1 on the CPU, 32 on accelerators.
+
+    On the CPU one face per call keeps every face's landmarks independent of which other faces share its
+    call: oneDNN picks its convolution algorithm by batch size, so a face's last bits depend on its batch
+    (measured: a 300-frame shot rendered in 4 chunks with 8 faces per call merged to tracking data 4.6e-4 px
+    off the single run's; one per call merges bit-identically, issue 13). Batching is faster on a quiet CPU
+    (bench/onnx_export.py, torch traced: mesh v2 14.1 ms per face at 8 per call, 37.6 ms one at a time), so
+    a deterministic batched path (a fixed padded batch size) is the way to have both.
+    """
+    return 1 if str(device).startswith("cpu") else 32
 
 
 def _onnx(resolved: ResolvedModel, device: str, threads: int):
