@@ -18,14 +18,15 @@ from ..core.align import crop_mask, crop_step
 from ..core.colour import ViewOptions
 from ..core.errors import InputError
 from ..core.io.frames import SequenceInfo, sequence_info
-from ..core.io.images import EXR_COMPRESSIONS, HALF_OVERFLOW_POLICIES, NONFINITE_POLICIES, PIXEL_TYPES, write_display_png
+from ..core.io.images import EXR_COMPRESSIONS, HALF_OVERFLOW_POLICIES, NONFINITE_POLICIES, PIXEL_TYPES
 from ..core.io.frames import WRITE_MODES
 from ..core.io.sequence import MISSING_POLICIES, parse_frames
 from ..core.io.source import open_source
 from ..core.io.stream import DEFAULT_CHUNK, FrameStream, open_stream
 from ..core.paths import INPUT_TIP, OUTPUT_TIP
-from ..core.preview import contact_sheet, draw_step, to_display
+from ..core.preview import draw_step, to_display
 from ..core.shot import ShotResult, scaled_alignment
+from .temporal import save_sheet, sheet_inputs
 from .io import FILE_COLOURSPACES, _COLOURSPACE_TIP, _as_file_colourspace, _check_file_colourspace, files_changed, \
     sequence_writer, writer_result
 from .types import (ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, SEQUENCE, STRING, TRACKS, in_path,
@@ -240,14 +241,8 @@ class SaveStreamContactSheet:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "frames": widget(FRAMES, "previews (Draw Landmarks (streamed)) or linear frames"),
-            "path": widget(STRING, "PNG to write (replaced if it exists)" + OUTPUT_TIP,
-                           default="facegraph/contact_sheet.png"),
-            "count": widget(INT, "how many frames, evenly spaced", default=8, min=1, max=64),
-            "columns": widget(INT, "tiles per row", default=4, min=1, max=16),
-            "tile_width": widget(INT, "tile width in pixels", default=320, min=32, max=2048),
-        }}
+        return {"required": {"frames": widget(FRAMES, "previews (Draw Landmarks (streamed)) or linear frames"),
+                             **sheet_inputs()}}
 
     def save(self, frames, path="facegraph/contact_sheet.png", count=8, columns=4, tile_width=320):
         stream = _stream(frames)
@@ -264,9 +259,7 @@ class SaveStreamContactSheet:
                                  (np.clip(img[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8))
                     labels.append(str(n))
                     bar.advance()
-        sheet = contact_sheet(tiles, columns=columns, labels=labels, tile_width=tile_width)
-        write_display_png(path, sheet)
-        return {"ui": {"text": [path], "images": progress.ui_images([sheet], "contact_sheet")}, "result": (path,)}
+        return save_sheet(path, tiles, labels, columns, tile_width)
 
 
 class StreamToImages:

@@ -286,6 +286,23 @@ class ImportTracking:
         return (result.frames, result)
 
 
+def sheet_inputs() -> dict:
+    """The contact-sheet widgets every sheet node shares (path, count, columns, tile width)."""
+    return {"path": widget(STRING, "PNG to write (replaced if it exists)" + OUTPUT_TIP,
+                           default="facegraph/contact_sheet.png"),
+            "count": widget(INT, "how many frames, evenly spaced", default=8, min=1, max=64),
+            "columns": widget(INT, "tiles per row", default=4, min=1, max=16),
+            "tile_width": widget(INT, "tile width in pixels", default=320, min=32, max=2048)}
+
+
+def save_sheet(path: str, tiles, labels, columns: int, tile_width: int) -> dict:
+    """Write the tiles (uint8 (H, W, 3) display pictures) as one labelled PNG at ``path`` (already resolved);
+    the node's return value, the sheet shown on the node."""
+    sheet = contact_sheet(tiles, columns=columns, labels=labels, tile_width=tile_width)
+    write_display_png(path, sheet)
+    return {"ui": {"text": [path], "images": progress.ui_images([sheet], "contact_sheet")}, "result": (path,)}
+
+
 class SaveContactSheet:
     DESCRIPTION = "Save a contact sheet PNG of display-referred previews (e.g. Draw Landmarks), labelled by frame."
     CATEGORY = f"{CATEGORY}/preview"
@@ -297,14 +314,8 @@ class SaveContactSheet:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "previews": widget(IMAGE, "display-referred pictures in [0, 1]"),
-            "path": widget(STRING, "PNG to write (replaced if it exists)" + OUTPUT_TIP,
-                           default="facegraph/contact_sheet.png"),
-            "count": widget(INT, "how many frames, evenly spaced", default=8, min=1, max=64),
-            "columns": widget(INT, "tiles per row", default=4, min=1, max=16),
-            "tile_width": widget(INT, "tile width in pixels", default=320, min=32, max=2048),
-        }, "optional": {"sequence": widget(SEQUENCE, "frame numbers for the labels")}}
+        return {"required": {"previews": widget(IMAGE, "display-referred pictures in [0, 1]"), **sheet_inputs()},
+                "optional": {"sequence": widget(SEQUENCE, "frame numbers for the labels")}}
 
     def save(self, previews, path="facegraph/contact_sheet.png", count=8, columns=4, tile_width=320, sequence=None):
         path = out_path(path)
@@ -312,9 +323,7 @@ class SaveContactSheet:
         picks = np.unique(np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int))
         tiles = [(np.clip(frames[i, ..., :3], 0, 1) * 255 + 0.5).astype(np.uint8) for i in picks]
         numbers = sequence.frames if sequence is not None and len(sequence.frames) == len(frames) else range(len(frames))
-        sheet = contact_sheet(tiles, columns=columns, labels=[str(numbers[i]) for i in picks], tile_width=tile_width)
-        write_display_png(path, sheet)
-        return {"ui": {"text": [path], "images": progress.ui_images([sheet], "contact_sheet")}, "result": (path,)}
+        return save_sheet(path, tiles, [str(numbers[i]) for i in picks], columns, tile_width)
 
 
 NODES = {
