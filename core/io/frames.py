@@ -303,16 +303,22 @@ class SequenceWriter:
 
     # ------------------------------------------------------------------------------------ lock + hygiene
     def _lock_path(self) -> str:
+        """The lock beside the frames. Inside a frame window (one chunk of a shot) it covers the chunk's own
+        frames only (``....A-B.facegraph-lock``): chunks of one shot write disjoint frames of the same output
+        at the same time (farm tasks, Ray actors), while a second writer of the same chunk is still refused."""
         head = os.path.basename(self.pattern.head)
+        win = frame_window.current()
+        span = f".{win.first}-{win.last}" if win is not None and not self.pattern.is_still else ""
         return os.path.join(os.path.dirname(self.pattern.head) or ".",
-                            f".{head}{'#' * (self.pattern.pad or 0)}{self.pattern.tail}.facegraph-lock")
+                            f".{head}{'#' * (self.pattern.pad or 0)}{self.pattern.tail}{span}.facegraph-lock")
 
     def _acquire(self) -> None:
         if self._lock_fh is not None:
             return
         import fcntl
 
-        lock = os.path.realpath(self._lock_path())
+        self._lock_at = self._lock_path()
+        lock = os.path.realpath(self._lock_at)
         previous = _HELD.pop(lock, None)
         if previous is not None:  # a writer of this process that was never closed (an interrupted node)
             previous.close()
@@ -334,7 +340,9 @@ class SequenceWriter:
         self._clean_temps()
 
     def _clean_temps(self) -> None:
-        """Remove temp files of this pattern that a killed writer left (safe: we hold the lock)."""
+        """Remove temp files of this pattern that a killed writer left (safe: we hold the lock; inside a frame
+        window only the window's own frames, which no other chunk writes)."""
+        win = frame_window.current()
         directory = os.path.dirname(self.pattern.head) or "."
         prefix = "." + os.path.basename(self.pattern.head)
         try:
@@ -346,7 +354,7 @@ class SequenceWriter:
                 rest = name[len(prefix):]
                 digits = rest.split(".", 1)[0].lstrip("-")
                 if self.pattern.is_still or (digits.isdigit() and rest[len(rest.split('.', 1)[0]):].startswith(
-                        self.pattern.tail + ".")):
+                        self.pattern.tail + ".") and (win is None or win.writes(int(rest.split(".", 1)[0])))):
                     try:
                         os.unlink(os.path.join(directory, name))
                         log.info("removed a temp file left by a killed writer: %s", name)
@@ -359,7 +367,7 @@ class SequenceWriter:
             if _HELD.get(self._lock_real) is self:
                 del _HELD[self._lock_real]
             try:
-                os.unlink(self._lock_path())
+                os.unlink(self._lock_at)
             except OSError:
                 pass
             self._lock_fh.close()

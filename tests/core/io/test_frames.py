@@ -86,3 +86,48 @@ def test_writer_tags_frames(tmp_path):
     assert info.attribute("facegraph:frame") == -3
     assert info.attribute("facegraph:graph_hash") == "abc123"
     assert info.attribute("facegraph:version")
+
+
+def test_chunks_of_one_output_write_at_once_but_one_chunk_has_one_writer(tmp_path):
+    """Inside a frame window the output lock covers the chunk's frames: two chunks of a shot (two farm tasks,
+    two Ray actors) write the same sequence at the same time; a second writer of the same chunk is refused,
+    and a chunk's clean-up never touches another chunk's temp files."""
+    import numpy as np
+    import pytest
+
+    from facegraph.core.errors import ImageIOError
+    from facegraph.core.frame_window import frame_window
+    from facegraph.core.io.frames import SequenceWriter
+
+    px = np.zeros((2, 2, 3), np.float32)
+    pattern = str(tmp_path / "o.####.exr")
+    other_tmp = tmp_path / ".o.0007.exr.tmp-x"  # an in-flight frame of the second chunk
+    with frame_window(1, 5, handles=2):
+        a = SequenceWriter(pattern, mode="overwrite")
+        a.write(1, px)
+        with frame_window(6, 10):  # the other chunk (another process in real life: flock is per open file)
+            b = SequenceWriter(pattern, mode="overwrite")
+            b.write(8, px)
+            other_tmp.write_bytes(b"x")
+            b.close()
+        a._clean_temps()
+        assert other_tmp.exists()
+        a.close()
+    import subprocess
+    import sys
+
+    lock = tmp_path / ".o.####.exr.1-5.facegraph-lock"  # another process writing chunk 1-5 right now
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time; fh = open(sys.argv[1], 'a+'); fcntl.flock(fh, fcntl.LOCK_EX); "
+        "print('held', flush=True); time.sleep(30)"), str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with frame_window(1, 5), pytest.raises(ImageIOError, match="another writer"):
+            SequenceWriter(pattern, mode="overwrite").write(2, px)
+        with frame_window(11, 15):  # a third chunk is not held up
+            with SequenceWriter(pattern, mode="overwrite") as w:
+                w.write(12, px)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(p.name for p in tmp_path.glob("o.*.exr")) == ["o.0001.exr", "o.0008.exr", "o.0012.exr"]
