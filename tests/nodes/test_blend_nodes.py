@@ -74,7 +74,8 @@ def test_colour_match_moves_the_masked_stats_to_the_target(aligned, other_crop):
     s, t, sm, tm = bchw(crops), bchw(target), masks[:, None], tmask[:, None]
     before = region_stats_difference(s, t, sm, tm, "log")
     after = region_stats_difference(bchw(matched), t, sm, tm, "log")
-    assert before["mean_abs"] > 0.3 and after["mean_abs"] < 0.02 and after["std_abs"] < 0.02
+    # the two faces differ before (0.24 log2 mean since detection tones its own resized input, 0.30 before)
+    assert before["mean_abs"] > 0.2 and after["mean_abs"] < 0.02 and after["std_abs"] < 0.02
     assert "stops" in _text(out)
 
 
