@@ -1,5 +1,5 @@
 """Chunks with handles: the frame window (core/frame_window.py) as every reader and writer sees it, plan_chunks,
-run_chunk's per-shot output names, merge's checks; on real data (marked slow): a shot rendered in chunks equals a
+run_chunk's per-shot output names, merge's checks; on real data (12 frames, about 30 s): a shot rendered in chunks equals a
 single run."""
 import json
 import pickle
@@ -99,7 +99,7 @@ def test_merge_refuses_what_is_not_one_shot(tmp_path):
         merge(tmp_path / "out", [str(tmp_path / "a"), str(tmp_path / "b")])
 
 
-# ------------------------------------------------------------------------------- real data (slow: models run)
+# ------------------------------------------------------------------- real data (12 frames: the shipped templates)
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 WF = ROOT / "example_workflows"
 SHOT = (1001, 1012)
@@ -134,7 +134,6 @@ def real(data, mirror, tmp_path_factory):
 
 
 @pytest.mark.shared
-@pytest.mark.slow
 def test_analyse_shot_in_chunks_merges_to_the_single_run(real):
     root, plate = real
     folders = []
@@ -161,7 +160,6 @@ def test_analyse_shot_in_chunks_merges_to_the_single_run(real):
 
 
 @pytest.mark.shared
-@pytest.mark.slow
 def test_stabilise_from_the_export_in_chunks_is_bit_identical(real):
     root, plate = real
     sets = {"tracking": str(root / "single/tracking"), "input": str(plate), "crop_size": 128}
@@ -175,7 +173,6 @@ def test_stabilise_from_the_export_in_chunks_is_bit_identical(real):
 
 
 @pytest.mark.shared
-@pytest.mark.slow
 def test_unstabilise_in_chunks_is_bit_identical(real):
     """Paste-back from the shot's export is per frame: chunks write exactly the single run's frames."""
     root, plate = real
@@ -191,7 +188,6 @@ def test_unstabilise_in_chunks_is_bit_identical(real):
 
 
 @pytest.mark.shared
-@pytest.mark.slow
 def test_landmark_preview_in_chunks_is_bit_identical(real):
     """Detect -> landmarks -> refine per frame, no temporal state: chunks equal the single run."""
     root, plate = real
@@ -211,7 +207,6 @@ PAINT_EDGE_FRACTION = 0.01
 
 
 @pytest.mark.shared
-@pytest.mark.slow
 def test_face_paint_in_chunks_matches_the_single_run_within_tolerance(real, tmp_path):
     from facegraph.core.io.images import write_image
 
