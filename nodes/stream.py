@@ -25,11 +25,12 @@ from ..core.io.source import open_source
 from ..core.io.stream import DEFAULT_CHUNK, FrameStream, open_stream
 from ..core.paths import INPUT_TIP, OUTPUT_TIP
 from ..core.preview import draw_step, to_display
+from ..core.refine import EYE_MODES
 from ..core.shot import ShotResult, scaled_alignment
 from .temporal import save_sheet, sheet_inputs
 from .io import FILE_COLOURSPACES, _COLOURSPACE_TIP, _as_file_colourspace, _check_file_colourspace, files_changed, \
     sequence_writer, writer_result
-from .types import (ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, SEQUENCE, STRING, TRACKS, in_path,
+from .types import (ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, MODEL, SEQUENCE, STRING, TRACKS, in_path,
                     mask_to_numpy, numpy_to_mask, out_path, widget)
 
 FRAMES = "FACEGRAPH_FRAMES"  # core.io.stream.FrameStream: a lazy, chunked sequence of frames
@@ -262,6 +263,55 @@ class SaveStreamContactSheet:
         return save_sheet(path, tiles, labels, columns, tile_width)
 
 
+class StreamAnalyseFrames:
+    DESCRIPTION = ("Detect, landmarks and refine every frame of a stream with the default chain (as Analyse Shot "
+                   "does per frame, batched, cached on disk), without tracking or smoothing: the raw faces of "
+                   "each frame, for previews and per-frame work. Reads a chunk at a time.")
+    CATEGORY = STREAM_CATEGORY
+    FUNCTION = "analyse"
+    RETURN_TYPES = (FACES, STRING)
+    RETURN_NAMES = ("faces", "summary")
+    OUTPUT_TOOLTIPS = ("faces per frame (the stream's frames, in order)", "how many faces were found")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "frames": widget(FRAMES, "linear frames, as read (Open Sequence)"),
+            "cache": widget(BOOLEAN, "keep per-frame results on disk and reuse them", default=True),
+        }, "optional": {
+            "detector": widget(MODEL, "detector (default YuNet)"),
+            "landmarks": widget(MODEL, "landmark model (default MediaPipe v2)"),
+            "recrop": widget(INT, "mesh re-crop passes", default=1, min=0, max=3),
+            "eyes": widget(EYE_MODES, "eye patches", default="auto"),
+            "score_threshold": widget(FLOAT, "detector score threshold", default=0.6, min=0.0, max=1.0, step=0.01),
+            "max_faces": widget(INT, "keep the best N faces per frame (0: all)", default=0, min=0, max=256),
+        }}
+
+    def analyse(self, frames, cache=True, detector=None, landmarks=None, recrop=1, eyes="auto", score_threshold=0.6,
+                max_faces=0):
+        from ..core.detection import DetectOptions
+        from ..models.registry import registry
+        from ..models.shot import AnalysisOptions, ShotAnalyser
+        from ..models.store import default_cache_dir
+
+        stream = _stream(frames)
+        if stream.steps or stream.decode is not None:
+            raise InputError("Analyse Frames (streamed) analyses frames as they are read",
+                             hint="connect Open Sequence directly (colourspace auto)")
+        if not stream.frames:
+            raise InputError("the stream has no frames to analyse")
+        opts = AnalysisOptions(
+            detector=(detector.model_id if detector else registry().default("detect").id),
+            landmarks=(landmarks.model_id if landmarks else registry().default("landmarks").id),
+            recrop=recrop, eyes=eyes, detect=DetectOptions(score_threshold=score_threshold, max_faces=max_faces),
+            device=(detector.device if detector else "auto"))
+        root = default_cache_dir() / "shots" if cache else None
+        faces = ShotAnalyser(opts).analyse(stream.source.subset(stream.frames), root)
+        text = (f"{sum(len(ff) for ff in faces)} face(s) in {len(faces)} frames"
+                + (f", cache {root}" if root else ""))
+        return {"ui": {"text": [text]}, "result": (faces, text)}
+
+
 class StreamToImages:
     DESCRIPTION = ("A range of a stream as an IMAGE batch (and alpha, and its sequence), for nodes that take "
                    "IMAGE: every frame of the range is held in memory, so take a chunk of a long shot.")
@@ -307,4 +357,5 @@ NODES = {
     "FacegraphSaveFrameStream": (SaveFrameStream, "Save EXR Sequence (streamed) (facegraph)"),
     "FacegraphSaveStreamContactSheet": (SaveStreamContactSheet, "Save Contact Sheet (streamed) (facegraph)"),
     "FacegraphStreamToImages": (StreamToImages, "Stream to Images (facegraph)"),
+    "FacegraphStreamAnalyseFrames": (StreamAnalyseFrames, "Analyse Frames (streamed) (facegraph)"),
 }

@@ -88,23 +88,19 @@ STABILISE = {  # stabilised crops from a tracking export (the render step after 
         "compression": "zip", "mode": "resume"}},
 }
 
-LANDMARK_PREVIEW = {  # per frame: detect, landmarks, refine, drawn over the plate (no tracking, no smoothing)
-    "1": {"class_type": "FacegraphLoadImageSequence", "inputs": {
-        "path": PLATE, "frames": "", "first": 0, "count": 0, "missing": "hold", "channels": "auto", "layer": "",
-        "nonfinite": "error"}},
-    "2": {"class_type": "FacegraphDetectFaces", "inputs": {
-        "images": ["1", 0], "score_threshold": 0.6, "max_faces": 0, "min_size": 0}},
-    "3": {"class_type": "FacegraphFaceLandmarks", "inputs": {"images": ["1", 0], "faces": ["2", 0], "recrop": 1}},
-    "4": {"class_type": "FacegraphRefineLandmarks", "inputs": {
-        "images": ["1", 0], "faces": ["3", 0], "recrop": 1, "eyes": "auto"}},
-    "5": {"class_type": "FacegraphDrawLandmarks", "inputs": {
-        "images": ["1", 0], "faces": ["4", 0], "point_size": 1, "boxes": True, "stops": 0.0, "points": "auto"}},
-    "6": {"class_type": "FacegraphSaveEXRSequence", "inputs": {
-        "images": ["5", 0], "sequence": ["1", 2], "path": "facegraph/landmarks/preview.####.exr",
-        "pixel_type": "half", "compression": "zip", "mode": "resume", "start_frame": 1001}},
-    "7": {"class_type": "FacegraphSaveContactSheet", "inputs": {
-        "previews": ["5", 0], "sequence": ["1", 2], "path": "facegraph/landmarks_contact_sheet.png", "count": 8,
-        "columns": 4, "tile_width": 320}},
+LANDMARK_PREVIEW = {  # per frame: detect, landmarks, refine (cached), drawn over the plate; streamed, no tracking
+    "1": {"class_type": "FacegraphOpenSequence", "inputs": {
+        "path": PLATE, "frames": "", "missing": "hold", "layer": "", "nonfinite": "error"}},
+    "2": {"class_type": "FacegraphStreamAnalyseFrames", "inputs": {
+        "frames": ["1", 0], "cache": True, "recrop": 1, "eyes": "auto", "score_threshold": 0.6, "max_faces": 0}},
+    "5": {"class_type": "FacegraphStreamDrawLandmarks", "inputs": {
+        "frames": ["1", 0], "faces": ["2", 0], "point_size": 1, "boxes": True, "stops": 0.0, "points": "auto"}},
+    "6": {"class_type": "FacegraphSaveFrameStream", "inputs": {
+        "frames": ["5", 0], "path": "facegraph/landmarks/preview.####.exr", "pixel_type": "half",
+        "compression": "zip", "mode": "resume"}},
+    "7": {"class_type": "FacegraphSaveStreamContactSheet", "inputs": {
+        "frames": ["5", 0], "path": "facegraph/landmarks_contact_sheet.png", "count": 8, "columns": 4,
+        "tile_width": 320}},
 }
 
 

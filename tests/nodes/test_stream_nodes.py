@@ -148,3 +148,22 @@ def test_streamed_crops_and_previews_equal_the_image_nodes_on_a_real_plate(tmp_p
     assert torch.equal(shown, ref_shown)
     res = SaveFrameStream().save(crops, str(tmp_path / "crops" / "c.####.exr"), extra_mask=mask)
     assert len(res["result"][0].splitlines()) == 4
+
+
+@pytest.mark.shared
+def test_analyse_frames_streamed_finds_the_face_in_every_frame_without_tracking(tmp_path):
+    """Per-frame analysis of a stream (the landmark-preview template's): the real chain on the demo plate."""
+    from facegraph.nodes.stream import StreamAnalyseFrames
+    from facegraph.plugin.demo import write_sample_plate
+
+    pattern = str(tmp_path / "plate" / "plate.####.exr")
+    write_sample_plate(pattern, 3)
+    stream, _ = _out(OpenSequence().open(pattern))
+    faces, text = _out(StreamAnalyseFrames().analyse(stream, cache=False, max_faces=1))
+    assert [ff.frame for ff in faces] == list(stream.frames) and "3 face(s) in 3 frames" in text
+    for ff in faces:
+        (face,) = ff.faces
+        assert face.landmarks.points.shape[0] == 478 and face.provenance != "smoothed"
+    (previews,) = StreamDrawLandmarks().draw(stream, faces)
+    with pytest.raises(InputError, match="as they are read"):
+        StreamAnalyseFrames().analyse(previews)
