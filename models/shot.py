@@ -152,10 +152,7 @@ class ShotAnalyser:
             pos = {f: i for i, f in enumerate(source.frames)}
             with progress.task(len(todo), "analyse frames") as bar:
                 def flush(batch: list[Frame]) -> None:
-                    if type(self).analyse_frame is not _ANALYSE_FRAME:  # a per-frame step overridden: honour it
-                        found = [self.analyse_frame(f.pixels, f.number) for f in batch]
-                    else:
-                        found = self.analyse_frames([f.pixels for f in batch], [f.number for f in batch])
+                    found = self.analyse_frames([f.pixels for f in batch], [f.number for f in batch])
                     for frame, ff in zip(batch, found):
                         ff = to_display_window(ff, frame)
                         if frame.filled:
@@ -178,10 +175,6 @@ class ShotAnalyser:
                 if batch:
                     flush(batch)
         return out
-
-
-#: the per-frame step as defined here: analyse() batches frames unless a subclass (or a test) replaces it
-_ANALYSE_FRAME = ShotAnalyser.analyse_frame
 
 
 def source_windows(source: Source) -> dict:

@@ -23,13 +23,13 @@ def test_cache_is_reused_then_invalidated(plate, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     an = ShotAnalyser(AnalysisOptions(device="cpu"))
     calls = []
-    real = ShotAnalyser.analyse_frame
+    real = ShotAnalyser.analyse_frames
 
-    def counting(self, pixels, number):
-        calls.append(number)
-        return real(self, pixels, number)
+    def counting(self, frames, numbers):  # the frames the models run on (analyse() batches them)
+        calls.extend(numbers)
+        return real(self, frames, numbers)
 
-    monkeypatch.setattr(ShotAnalyser, "analyse_frame", counting)
+    monkeypatch.setattr(ShotAnalyser, "analyse_frames", counting)
     first = an.analyse(open_source(plate), cache)
     assert calls == [1, 2, 3, 4] and all(len(ff) == 1 for ff in first)
     calls.clear()
