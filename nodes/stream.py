@@ -27,7 +27,7 @@ from ..core.paths import INPUT_TIP, OUTPUT_TIP
 from ..core.preview import draw_step, to_display
 from ..core.refine import EYE_MODES
 from ..core.shot import ShotResult, scaled_alignment
-from .temporal import save_sheet, sheet_inputs
+from .temporal import analysis_options, save_sheet, sheet_inputs
 from .io import FILE_COLOURSPACES, _COLOURSPACE_TIP, _as_file_colourspace, _check_file_colourspace, files_changed, \
     sequence_writer, writer_result
 from .types import (ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, MODEL, SEQUENCE, STRING, TRACKS, in_path,
@@ -289,10 +289,7 @@ class StreamAnalyseFrames:
 
     def analyse(self, frames, cache=True, detector=None, landmarks=None, recrop=1, eyes="auto", score_threshold=0.6,
                 max_faces=0):
-        from ..core.detection import DetectOptions
-        from ..models.registry import registry
-        from ..models.shot import AnalysisOptions, ShotAnalyser
-        from ..models.store import default_cache_dir
+        from ..models.shot import ShotAnalyser
 
         stream = _stream(frames)
         if stream.steps or stream.decode is not None:
@@ -300,12 +297,8 @@ class StreamAnalyseFrames:
                              hint="connect Open Sequence directly (colourspace auto)")
         if not stream.frames:
             raise InputError("the stream has no frames to analyse")
-        opts = AnalysisOptions(
-            detector=(detector.model_id if detector else registry().default("detect").id),
-            landmarks=(landmarks.model_id if landmarks else registry().default("landmarks").id),
-            recrop=recrop, eyes=eyes, detect=DetectOptions(score_threshold=score_threshold, max_faces=max_faces),
-            device=(detector.device if detector else "auto"))
-        root = default_cache_dir() / "shots" if cache else None
+        opts, root = analysis_options(detector, landmarks, recrop, eyes, cache, score_threshold=score_threshold,
+                                      max_faces=max_faces)
         faces = ShotAnalyser(opts).analyse(stream.source.subset(stream.frames), root)
         text = (f"{sum(len(ff) for ff in faces)} face(s) in {len(faces)} frames"
                 + (f", cache {root}" if root else ""))

@@ -76,6 +76,19 @@ def smooth_options(method: str, strength: float, fps: float) -> SmoothOptions:
     return SmoothOptions(method=method, fps=fps).with_strength(strength)
 
 
+def analysis_options(detector, landmarks, recrop: int, eyes: str, cache: bool, **detect):
+    """(AnalysisOptions, shot-cache root or None) for a node's model handles (None: the registry's defaults),
+    re-crop passes, eye mode and DetectOptions fields; the device follows the detector handle."""
+    from ..core.detection import DetectOptions
+    from ..models.shot import AnalysisOptions
+
+    opts = AnalysisOptions(
+        detector=(detector.model_id if detector else registry().default("detect").id),
+        landmarks=(landmarks.model_id if landmarks else registry().default("landmarks").id),
+        recrop=recrop, eyes=eyes, detect=DetectOptions(**detect), device=(detector.device if detector else "auto"))
+    return opts, (default_cache_dir() / "shots" if cache else None)
+
+
 class AnalyseShot:
     DESCRIPTION = ("Analyse a whole shot from disk (EXR/PNG sequence, movie or still), streamed: detect, "
                    "landmarks, refine per frame, cached on disk (a re-run or a later graph reads the cache; a "
@@ -112,16 +125,12 @@ class AnalyseShot:
 
     def analyse(self, path, frames="", missing="error", smoothing="rts", strength=0.0, cache=True, detector=None,
                 landmarks=None, recrop=1, eyes="auto", start_frame=1001, fps=24.0):
-        from ..models.shot import AnalysisOptions, analyse_shot
+        from ..models.shot import analyse_shot
 
         src = open_source(in_path(path), parse_frames(frames), missing=missing, start_frame=start_frame)
         if src.fps is None:
             src.fps = fps
-        opts = AnalysisOptions(
-            detector=(detector.model_id if detector else registry().default("detect").id),
-            landmarks=(landmarks.model_id if landmarks else registry().default("landmarks").id),
-            recrop=recrop, eyes=eyes, device=(detector.device if detector else "auto"))
-        root = default_cache_dir() / "shots" if cache else None
+        opts, root = analysis_options(detector, landmarks, recrop, eyes, cache)
         result = analyse_shot(src, opts, smooth_options(smoothing, strength, src.fps), cache_root=root)
         first = result.frames[0]
         info = SequenceInfo(pattern=src.path, frames=tuple(src.frames), filled=tuple(src.missing),
