@@ -112,6 +112,24 @@ class LoadImageSequence:
         return (numpy_to_image(rgb), numpy_to_mask(alpha), info)
 
 
+def exr_output_inputs() -> dict:
+    """The EXR writers' required widgets after their frames input: path, pixel type, compression, mode."""
+    return {"path": widget(STRING, "output pattern, e.g. out/plate.####.exr" + OUTPUT_TIP,
+                           default="facegraph/facegraph.####.exr"),
+            "pixel_type": widget(PIXEL_TYPES, "half (16-bit float) or float (32-bit)", default="half"),
+            "compression": widget(EXR_COMPRESSIONS, "OpenEXR compression", default="zip"),
+            "mode": widget(WRITE_MODES, "existing frames: error, overwrite, or resume (keep them)", default="error")}
+
+
+def exr_extra_inputs() -> dict:
+    """The EXR writers' optional extra-layer name and half-overflow policy widgets."""
+    return {"extra_layer": widget(STRING, "the extra layer's name: written as channel <name>.Y",
+                                  default="facegraph_mask"),
+            "half_overflow": widget(HALF_OVERFLOW_POLICIES, "values beyond half's range (|x| > 65504): error "
+                                    "(write nothing), clamp to 65504, or write that frame as float",
+                                    default="error")}
+
+
 class SaveEXRSequence:
     DESCRIPTION = ("Write frames as an EXR sequence (half or float, any OpenEXR compression), atomically per "
                    "frame. Frame numbers, data/display windows and metadata come from the sequence input.")
@@ -125,26 +143,14 @@ class SaveEXRSequence:
     @classmethod
     def INPUT_TYPES(cls):
         return {
-            "required": {
-                "images": widget(IMAGE, "frames to write (linear float)"),
-                "path": widget(STRING, "output pattern, e.g. out/plate.####.exr" + OUTPUT_TIP,
-                               default="facegraph/facegraph.####.exr"),
-                "pixel_type": widget(PIXEL_TYPES, "half (16-bit float) or float (32-bit)", default="half"),
-                "compression": widget(EXR_COMPRESSIONS, "OpenEXR compression", default="zip"),
-                "mode": widget(WRITE_MODES, "existing frames: error, overwrite, or resume (keep them)",
-                               default="error"),
-            },
+            "required": {"images": widget(IMAGE, "frames to write (linear float)"), **exr_output_inputs()},
             "optional": {
                 "alpha": widget(MASK, "alpha to write as channel A (the images stay premultiplied)"),
                 "sequence": widget(SEQUENCE, "frame numbers, windows and metadata from Load Image Sequence"),
                 "start_frame": widget(INT, "frame number of the first image when no sequence is given",
                                       default=1001, min=-(1 << 30), max=1 << 30),
                 "extra_mask": widget(MASK, "a mask to write as an extra layer (e.g. a face matte)"),
-                "extra_layer": widget(STRING, "the extra layer's name: written as channel <name>.Y",
-                                      default="facegraph_mask"),
-                "half_overflow": widget(HALF_OVERFLOW_POLICIES, "values beyond half's range (|x| > 65504): error "
-                                        "(write nothing), clamp to 65504, or write that frame as float",
-                                        default="error"),
+                **exr_extra_inputs(),
             },
             "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"},
         }

@@ -18,18 +18,17 @@ from ..core.align import crop_mask, crop_step
 from ..core.colour import ViewOptions
 from ..core.errors import InputError
 from ..core.io.frames import SequenceInfo, sequence_info
-from ..core.io.images import EXR_COMPRESSIONS, HALF_OVERFLOW_POLICIES, NONFINITE_POLICIES, PIXEL_TYPES
-from ..core.io.frames import WRITE_MODES
+from ..core.io.images import NONFINITE_POLICIES
 from ..core.io.sequence import MISSING_POLICIES, parse_frames
 from ..core.io.source import open_source
 from ..core.io.stream import DEFAULT_CHUNK, FrameStream, open_stream
-from ..core.paths import INPUT_TIP, OUTPUT_TIP
+from ..core.paths import INPUT_TIP
 from ..core.preview import draw_step, to_display
 from ..core.refine import EYE_MODES
 from ..core.shot import ShotResult, scaled_alignment
 from .temporal import analysis_options, save_sheet, sheet_inputs
-from .io import FILE_COLOURSPACES, _COLOURSPACE_TIP, _as_file_colourspace, _check_file_colourspace, files_changed, \
-    sequence_writer, writer_result
+from .io import (FILE_COLOURSPACES, _COLOURSPACE_TIP, _as_file_colourspace, _check_file_colourspace, exr_extra_inputs,
+                 exr_output_inputs, files_changed, sequence_writer, writer_result)
 from .types import (ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, MODEL, SEQUENCE, STRING, TRACKS, in_path,
                     mask_to_numpy, numpy_to_mask, out_path, widget)
 
@@ -180,19 +179,10 @@ class SaveFrameStream:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "frames": widget(FRAMES, "frames to write (linear float)"),
-            "path": widget(STRING, "output pattern, e.g. out/plate.####.exr" + OUTPUT_TIP,
-                           default="facegraph/facegraph.####.exr"),
-            "pixel_type": widget(PIXEL_TYPES, "half (16-bit float) or float (32-bit)", default="half"),
-            "compression": widget(EXR_COMPRESSIONS, "OpenEXR compression", default="zip"),
-            "mode": widget(WRITE_MODES, "existing frames: error, overwrite, or resume (keep them)", default="error"),
-        }, "optional": {
+        return {"required": {"frames": widget(FRAMES, "frames to write (linear float)"), **exr_output_inputs()},
+                "optional": {
             "extra_mask": widget(MASK, "a mask to write as an extra layer: one per frame, or one for all"),
-            "extra_layer": widget(STRING, "the extra layer's name: written as channel <name>.Y",
-                                  default="facegraph_mask"),
-            "half_overflow": widget(HALF_OVERFLOW_POLICIES, "values beyond half's range (|x| > 65504): error "
-                                    "(write nothing), clamp to 65504, or write that frame as float", default="error"),
+            **exr_extra_inputs(),
             "chunk": widget(INT, _CHUNK_TIP, default=DEFAULT_CHUNK, min=1, max=256),
         }, "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"}}
 
@@ -260,7 +250,7 @@ class SaveStreamContactSheet:
                                  (np.clip(img[..., :3], 0, 1) * 255 + 0.5).astype(np.uint8))
                     labels.append(str(n))
                     bar.advance()
-        return save_sheet(path, tiles, labels, columns, tile_width)
+        return save_sheet(path, tiles, labels, columns, tile_width, reads=stream.source.input_files())
 
 
 class StreamAnalyseFrames:
