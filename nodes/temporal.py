@@ -304,9 +304,13 @@ def sheet_inputs() -> dict:
             "tile_width": widget(INT, "tile width in pixels", default=320, min=32, max=2048)}
 
 
-def save_sheet(path: str, tiles, labels, columns: int, tile_width: int) -> dict:
-    """Write the tiles (uint8 (H, W, 3) display pictures) as one labelled PNG at ``path`` (already resolved);
-    the node's return value, the sheet shown on the node."""
+def save_sheet(path: str, tiles, labels, columns: int, tile_width: int, reads=()) -> dict:
+    """Write the tiles (uint8 (H, W, 3) display pictures) as one labelled PNG at ``path`` (already resolved;
+    refused when it is one of ``reads``, the files the node read); the node's return value, the sheet shown
+    on the node."""
+    from ..core.fsutil import check_disjoint
+
+    check_disjoint([path], reads)
     sheet = contact_sheet(tiles, columns=columns, labels=labels, tile_width=tile_width)
     write_display_png(path, sheet)
     return {"ui": {"text": [path], "images": progress.ui_images([sheet], "contact_sheet")}, "result": (path,)}

@@ -167,3 +167,16 @@ def test_analyse_frames_streamed_finds_the_face_in_every_frame_without_tracking(
     (previews,) = StreamDrawLandmarks().draw(stream, faces)
     with pytest.raises(InputError, match="as they are read"):
         StreamAnalyseFrames().analyse(previews)
+
+
+def test_contact_sheet_never_writes_over_a_frame_it_reads(tmp_path):
+    """A still's stream: the sheet's path is the still itself, refused before anything is written."""
+    from facegraph.core.io.images import write_image as write
+
+    still = tmp_path / "still.png"
+    write(still, np.full((8, 8, 3), 0.5, np.float32))
+    before = still.read_bytes()
+    stream, _ = _out(OpenSequence().open(str(still)))
+    with pytest.raises(Exception, match="input"):
+        SaveStreamContactSheet().save(stream, str(still), count=1, tile_width=32)
+    assert still.read_bytes() == before
