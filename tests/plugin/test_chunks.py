@@ -159,16 +159,21 @@ def test_analyse_shot_in_chunks_merges_to_the_single_run(real):
         assert (root / "merged" / name).read_bytes() == (root / "single/tracking" / name).read_bytes()
 
 
+def _single_and_chunked(root, template: str, sets: dict, size: int, handles: int, name: str, **run):
+    """Run ``template`` once over SHOT and again in chunks of ``size`` with ``handles``; yield, per frame,
+    the single run's and the chunked run's output pixels (outputs under root/<name>1 and root/<name>2)."""
+    run_graph(str(WF / template), {**sets, "output": str(root / f"{name}1/o.####.exr")}, **run)
+    for chunk in plan_chunks(SHOT, size):
+        run_chunk(str(WF / template), {**sets, "output": str(root / f"{name}2/o.####.exr")}, chunk, handles, **run)
+    for f in range(SHOT[0], SHOT[1] + 1):
+        yield f, read_image(root / f"{name}1/o.{f}.exr")[0], read_image(root / f"{name}2/o.{f}.exr")[0]
+
+
 @pytest.mark.shared
 def test_stabilise_from_the_export_in_chunks_is_bit_identical(real):
     root, plate = real
     sets = {"tracking": str(root / "single/tracking"), "input": str(plate), "crop_size": 128}
-    run_graph(str(WF / "stabilise.json"), {**sets, "output": str(root / "st1/c.####.exr")})
-    for chunk in plan_chunks(SHOT, 4):
-        run_chunk(str(WF / "stabilise.json"), {**sets, "output": str(root / "st2/c.####.exr")}, chunk, 2)
-    for f in range(SHOT[0], SHOT[1] + 1):
-        a, _ = read_image(root / f"st1/c.{f}.exr")
-        b, _ = read_image(root / f"st2/c.{f}.exr")
+    for f, a, b in _single_and_chunked(root, "stabilise.json", sets, 4, 2, "st"):
         assert np.array_equal(a, b), f
 
 
@@ -178,12 +183,7 @@ def test_unstabilise_in_chunks_is_bit_identical(real):
     root, plate = real
     sets = {"tracking": str(root / "single/tracking"), "crops": str(root / "single/crops/crop.####.exr"),
             "input": str(plate), "preview": ""}
-    run_graph(str(WF / "unstabilise.json"), {**sets, "output": str(root / "un1/p.####.exr")})
-    for chunk in plan_chunks(SHOT, 5):
-        run_chunk(str(WF / "unstabilise.json"), {**sets, "output": str(root / "un2/p.####.exr")}, chunk, 2)
-    for f in range(SHOT[0], SHOT[1] + 1):
-        a, _ = read_image(root / f"un1/p.{f}.exr")
-        b, _ = read_image(root / f"un2/p.{f}.exr")
+    for f, a, b in _single_and_chunked(root, "unstabilise.json", sets, 5, 2, "un"):
         assert np.array_equal(a, b), f
 
 
@@ -192,12 +192,7 @@ def test_landmark_preview_in_chunks_is_bit_identical(real):
     """Detect -> landmarks -> refine per frame, no temporal state: chunks equal the single run."""
     root, plate = real
     sets = {"input": str(plate), "contact_sheet": str(root / "lp_sheet.png")}
-    run_graph(str(WF / "landmark_preview.json"), {**sets, "output": str(root / "lp1/p.####.exr")})
-    for chunk in plan_chunks(SHOT, 6):
-        run_chunk(str(WF / "landmark_preview.json"), {**sets, "output": str(root / "lp2/p.####.exr")}, chunk, 0)
-    for f in range(SHOT[0], SHOT[1] + 1):
-        a, _ = read_image(root / f"lp1/p.{f}.exr")
-        b, _ = read_image(root / f"lp2/p.{f}.exr")
+    for f, a, b in _single_and_chunked(root, "landmark_preview.json", sets, 6, 0, "lp"):
         assert np.array_equal(a, b), f
 
 
@@ -217,14 +212,7 @@ def test_face_paint_in_chunks_matches_the_single_run_within_tolerance(real, tmp_
     decal[..., :3] *= decal[..., 3:]
     write_image(tmp_path / "decal.exr", decal, pixel_type="float")
     sets = {"input": str(plate), "decal": str(tmp_path / "decal.exr"), "preview": ""}
-    run_graph(str(WF / "face_paint.json"), {**sets, "output": str(root / "fp1/p.####.exr")},
-              cache_dir=str(root / "cache"))
-    for chunk in plan_chunks(SHOT, 6):
-        run_chunk(str(WF / "face_paint.json"), {**sets, "output": str(root / "fp2/p.####.exr")}, chunk, 3,
-                  cache_dir=str(root / "cache"))
-    for f in range(SHOT[0], SHOT[1] + 1):
-        a, _ = read_image(root / f"fp1/p.{f}.exr")
-        b, _ = read_image(root / f"fp2/p.{f}.exr")
+    for f, a, b in _single_and_chunked(root, "face_paint.json", sets, 6, 3, "fp", cache_dir=str(root / "cache")):
         plate_px, _ = read_image(str(plate).replace("####", str(f)))
         painted = np.abs(a - plate_px).max(-1) > 1e-3
         assert painted.mean() > 0.001, f  # the decal is there
