@@ -67,11 +67,13 @@ def crop_frames(views: FrameViews, index: Sequence[int], rois: Sequence[Roi], si
         Returns (crops, crop_from_frame): crops (N, 3, size, size) float32 on the frames' device,
         display-referred RGB in [0, 1] (the view's tone mapping applied at crop size, channels-last in
         memory on the CPU path); crop_from_frame (N, 2, 3) float64, frame -> crop pixels (pixel-area).
-    How: when all crops come from one frame, the warp reads that frame through a batch-expanded view (no
-    copy). Otherwise each crop's source footprint (plus the interpolation's reach) is cut as a patch; patches
-    are padded to one size (zeros, or replicated edges for "replicate", so the border behaves as the frame's)
-    and the matrices shifted by the patch origins; one ``warp_affine`` over the (N, C, h, w) patches follows.
-    Bilinear interpolation, as before the batching.
+    How: each crop's source footprint (plus the interpolation's reach) is cut as a patch; patches are padded
+    to one size (zeros, or replicated edges for "replicate", so the border behaves as the frame's) and the
+    matrices shifted by the patch origins; one ``warp_affine`` over the (N, C, h, w) patches follows.
+    Bilinear interpolation, as before the batching. Always patches, even for crops of one frame: a crop's
+    bits then depend only on its own frame and region, never on which crops share the call (warping the
+    whole frame instead rounds the sampling positions differently, by about 1e-3 px in the landmarks: a
+    chunk of a shot whose last batch held one frame merged 4.9e-4 px off the single run, issue 13).
     """
     mats = np.stack([r.crop_from_frame(size) for r in rois]).astype(np.float64)
     index = [int(i) for i in index]
@@ -85,8 +87,6 @@ def _crop_sources(views: FrameViews, index: list[int], mats: np.ndarray, size: i
     """(N, C, h, w) source images for a batched warp and their (N, 2, 3) patch -> crop matrices."""
     frames = views.frames
     n = len(index)
-    if len(set(index)) == 1:
-        return frames[index[0]][None].expand(n, -1, -1, -1), mats
     w, h = views.size
     corners = np.array([[0, 0], [size, 0], [0, size], [size, size]], np.float64)
     boxes = []
@@ -121,10 +121,15 @@ def _display_views(view: np.ndarray, n: int) -> tuple[FrameViews, list[int]]:
     return FrameViews.from_display([view]), [0] * n
 
 
-def _run_chunks(module, x: torch.Tensor, max_batch: int) -> list[np.ndarray]:
+def _run_chunks(module, x: torch.Tensor, max_batch: int, fast=None) -> list[np.ndarray]:
     """Run a TFLite-ported module over x (N, ...) in chunks of at most ``max_batch`` (chunks padded to a
-    power of two, so a traced graph exists for few batch sizes); outputs concatenated as numpy float32."""
+    power of two, so a traced graph exists for few batch sizes); outputs concatenated as numpy float32.
+    fast: the model's :class:`~facegraph.models.litert_runtime.CpuFastPath`; where it is active for the
+    module's device (the CPU, see ``litert_runtime.use_litert``) LiteRT runs the same graph instead, one
+    item per invocation, with the same outputs in the same order."""
     dev = next(iter(module.buffers())).device
+    if fast is not None and fast.active(dev):
+        return fast.run(x.detach().cpu().numpy())
     x = x.to(dev)
     outs: list[list[np.ndarray]] = []
     with small_stage(dev):  # per-face networks: small tensors, single-threaded where threads would spin
@@ -265,23 +270,34 @@ def read_canonical_mesh(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 class MediaPipeMesh(LandmarkModel):
-    """Face Landmarker v2 (478 points, blendshapes, canonical-mesh pose) or Face Mesh v1 (468 points)."""
+    """Face Landmarker v2 (478 points, blendshapes, canonical-mesh pose) or Face Mesh v1 (468 points).
 
-    def __init__(self, spec: ModelSpec, resolved: ResolvedModel, *, device: str = "cpu", threads: int = 0):
+    The graphs run on the torch port (``tflite_torch``), or on the CPU on LiteRT where it is installed
+    (``litert_runtime``; ``tflite_runtime``: "auto" | "litert" | "torch", None: ``$FACEGRAPH_TFLITE_RUNTIME``),
+    chosen at each call by where the torch port's weights are."""
+
+    def __init__(self, spec: ModelSpec, resolved: ResolvedModel, *, device: str = "cpu", threads: int = 0,
+                 tflite_runtime: str | None = None):
         super().__init__(spec, resolved, device=device)
+        from .litert_runtime import CpuFastPath
         from .tflite_torch import TFLiteModule
 
         path = resolved.path()
         self.canonical = None
         self._blend = None
+        self._blend_fast = None
+        mesh_member = "face_landmarks_detector.tflite" if path.suffix == ".task" else None
+        self._mesh = TFLiteModule.from_file(path, mesh_member, device=device)
+        self._mesh_fast = CpuFastPath(path, mesh_member, outputs=self._mesh.graph.outputs, threads=threads,
+                                      option=tflite_runtime)
         if path.suffix == ".task":
-            self._mesh = TFLiteModule.from_file(path, "face_landmarks_detector.tflite", device=device)
             self._blend = TFLiteModule.from_file(path, "face_blendshapes.tflite", device=device)
+            self._blend_fast = CpuFastPath(path, "face_blendshapes.tflite", outputs=self._blend.graph.outputs,
+                                           threads=threads, option=tflite_runtime)
             with zipfile.ZipFile(path) as z:
                 self.canonical = read_canonical_mesh(z.read("geometry_pipeline_metadata_landmarks.binarypb"))
             self.scheme, self.n_points = "mediapipe478", 478
         else:
-            self._mesh = TFLiteModule.from_file(path, device=device)
             self.scheme, self.n_points = "mediapipe468", 468
         self.input_size = int(self._mesh.input_shapes[0][1])
         self.max_batch = _batch_limit(device)
@@ -302,7 +318,7 @@ class MediaPipeMesh(LandmarkModel):
         s = self.input_size
         crops, _ = crop_frames(views, index, rois, s)
         x = crops.permute(0, 2, 3, 1)  # NHWC, what the TFLite graph takes
-        raw_pts, raw_presence = _run_chunks(self._mesh, x, self.max_batch)[:2]
+        raw_pts, raw_presence = _run_chunks(self._mesh, x, self.max_batch, self._mesh_fast)[:2]
         results = []
         for k, roi in enumerate(rois):
             raw = raw_pts[k].reshape(-1, 3)[: self.n_points]
@@ -326,7 +342,9 @@ class MediaPipeMesh(LandmarkModel):
 
     def blendshapes(self, points: np.ndarray) -> np.ndarray:
         """52 coefficients from 478 frame-pixel points (the model normalises position and scale itself)."""
-        x = np.asarray(points, np.float32)[list(BLENDSHAPE_SUBSET), :2][None]
+        x = np.ascontiguousarray(np.asarray(points, np.float32)[list(BLENDSHAPE_SUBSET), :2][None])
+        if self._blend_fast is not None and self._blend_fast.active(next(iter(self._blend.buffers())).device):
+            return np.clip(self._blend_fast.run(x)[0].reshape(-1), 0.0, 1.0)
         return np.clip(self._blend.run_numpy(x)[0].reshape(-1), 0.0, 1.0)
 
     def head_rotation(self, points: np.ndarray) -> tuple[np.ndarray, float]:
@@ -507,11 +525,15 @@ class IrisModel:
     task = "refine"
     input_size = 64
 
-    def __init__(self, spec, resolved, *, device="cpu", threads=0):
+    def __init__(self, spec, resolved, *, device="cpu", threads=0, tflite_runtime: str | None = None):
+        from .litert_runtime import CpuFastPath
         from .tflite_torch import TFLiteModule
 
         self.spec = spec
         self._module = TFLiteModule.from_file(resolved.path(".tflite"), device=device)
+        # on the CPU LiteRT where installed (see MediaPipeMesh)
+        self._fast = CpuFastPath(resolved.path(".tflite"), outputs=self._module.graph.outputs, threads=threads,
+                                 option=tflite_runtime)
         # all eyes in one call: the old path ran every eye of a frame as one batch on the CPU too
         self.max_batch = 64
 
@@ -545,7 +567,7 @@ class IrisModel:
         if flips:
             sel = torch.tensor(flips, device=x.device)
             x[sel] = x[sel].flip(2)
-        contour, iris = _run_chunks(self._module, x, self.max_batch)
+        contour, iris = _run_chunks(self._module, x, self.max_batch, self._fast)
         out = []
         for i, (roi, flip) in enumerate(eyes):
             c = contour[i].reshape(-1, 3).astype(np.float64)
