@@ -2,9 +2,9 @@
 
 Why: MediaPipe ships its face models as TFLite flatbuffers and runs them on LiteRT's XNNPACK kernels. facegraph
 ports the same graphs to torch (``tflite_torch.TFLiteModule``) so they run on CUDA and export to ONNX, but on the
-CPU LiteRT is several times faster. Measured on this 2-core machine (bench/litert.py): the 478-point mesh
-(face_landmarks_detector.tflite, 256 x 256) about 5-8 ms per face against about 25 ms for the torch port inside
-the chain; BlazeFace short range about 1.2 ms.
+CPU LiteRT is several times faster. Measured on a 2-core machine (bench/litert.py, 2 threads, medians): the
+478-point mesh (face_landmarks_detector.tflite, 256 x 256) 5.2 ms per face against 20.2 ms for the torch port's
+frozen trace; iris 3.3 ms per eye pair against 17.7; BlazeFace short range 1.4 ms against 8.0.
 
 Where it is used: the model wrappers (``landmarkers.MediaPipeMesh`` mesh and blendshapes, ``landmarkers.IrisModel``,
 ``detectors.FaceDetector`` for BlazeFace) keep their torch port and hold a :class:`CpuFastPath` beside it. At each
@@ -22,11 +22,12 @@ A wrapper may also be given the choice as its ``tflite_runtime`` option, which w
 
 Determinism: :meth:`LiteRTGraph.run` invokes the graph once per item (batch 1), so a face's outputs do not depend
 on which other faces share the call (chunked farm renders must merge bit-identically with single runs).
-Resizing the input to N items was measured neither reliably faster on this CPU nor needed (bench/litert.py).
+One interpreter resized to N items gave the same bits for the mesh at N = 8 but only about 10 % more speed
+(bench/litert.py), and nothing guarantees XNNPACK picks the same kernels for every N, so it is not used.
 
 Threads: XNNPACK runs on its own thread pool (pthreadpool), not OpenMP, so OpenMP's spin-wait collapse under a
-competing load (models/threads.py) does not apply; measured here with two busy processes on the 2 cores, 2
-threads stayed within 1.5x of 1 thread. The count is the model's ``threads`` where given, else
+competing load (models/threads.py) does not apply: measured with two busy processes on the 2 cores, the mesh
+took 13.5 ms at 2 threads and 15.6 ms at 1 (quiet: 5.2 and 8.7; the torch port 48.7 and 20.2). The count is the model's ``threads`` where given, else
 ``threads.current_policy().threads`` (``FACEGRAPH_THREADS`` or the cores), fixed when the interpreter is built.
 An interpreter is not thread-safe: each :class:`LiteRTGraph` serialises its calls with a lock.
 """
@@ -211,6 +212,7 @@ class CpuFastPath:
         self.threads = threads
         self.option = option
         self._graph: LiteRTGraph | None = None
+        self._pid = 0
         self._lock = threading.Lock()
 
     def active(self, device: object) -> bool:
@@ -218,10 +220,17 @@ class CpuFastPath:
         return use_litert(device, self.option)
 
     def graph(self) -> LiteRTGraph:
-        """The LiteRT graph (built once, thread-safe)."""
+        """The LiteRT graph (built once per process, thread-safe). A process forked from one that had built it
+        builds its own: XNNPACK's worker threads do not survive ``fork``."""
+        import os
+
+        pid = os.getpid()
+        if self._graph is not None and self._pid != pid:
+            self._graph, self._lock = None, threading.Lock()  # the parent's lock may have been held at the fork
         with self._lock:
             if self._graph is None:
                 self._graph = LiteRTGraph.from_file(self.path, self.member, threads=self.threads, outputs=self.outputs)
+                self._pid = pid
             return self._graph
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:

@@ -205,3 +205,29 @@ def test_the_wrapper_option_wins_over_the_variable(monkeypatch, mirror, faces):
 
     model.predict(view, [(Roi(cx, cy, 40.0), False)])
     assert calls == [1] and model._fast.graph().threads == 1
+
+
+@litert
+@pytest.mark.shared
+def test_threads_share_a_graph_safely_and_a_forked_child_builds_its_own(mirror, monkeypatch):
+    import os
+    import threading
+
+    fast = lr.CpuFastPath(mirror / "mediapipe" / "iris_landmark.tflite", threads=1)
+    x = np.random.default_rng(1).random((4, 64, 64, 3), dtype=np.float32)
+    ref = fast.run(x)
+    got: list = [None] * 4
+
+    def work(i):
+        got[i] = fast.run(x[i:i + 1])
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for i in range(4):
+        assert all(np.array_equal(g[0], r[i]) for g, r in zip(got[i], ref))
+    first = fast.graph()
+    monkeypatch.setattr(os, "getpid", lambda: -1)  # as in a child after fork
+    assert fast.graph() is not first and fast.graph() is fast.graph()
