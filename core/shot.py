@@ -313,6 +313,29 @@ class ShotResult:
     params: dict = dataclasses.field(default_factory=dict)
     source: dict = dataclasses.field(default_factory=dict)
     fit: dict | None = None   # the facegraph.fit document of a 3DMM fit through the shot (Export Face Fit)
+    #: the whole shot's main track, when this result is one chunk's part of a shot (:meth:`within`), so every
+    #: chunk picks the track a single run picks
+    main_id: int | None = None
+    #: the whole shot's result this one was cut from (:meth:`within`), for shot-level fits (a colour match
+    #: over keyframes spread across the shot)
+    whole: "ShotResult | None" = dataclasses.field(default=None, repr=False, compare=False)
+
+    def within(self, frames) -> "ShotResult":
+        """This result restricted to ``frames`` (a chunk's frames and handles): per-frame faces and each
+        track's frames there, tracks with none dropped; track ids, smoothing and the main track are the
+        whole shot's (a chunk of a shot analysed as a whole)."""
+        keep = set(int(f) for f in frames)
+        tracks = []
+        for t in self.tracks:
+            idx = [i for i, f in enumerate(t.frames) if f in keep]
+            if idx:
+                tracks.append(dataclasses.replace(t, frames=tuple(t.frames[i] for i in idx),
+                                                  faces=tuple(t.faces[i] for i in idx),
+                                                  alignments=tuple(t.alignments[i] for i in idx),
+                                                  filled=tuple(t.filled[i] for i in idx)))
+        main = self.main_track().track_id if self.tracks else None
+        return dataclasses.replace(self, frames=[ff for ff in self.frames if ff.frame in keep], tracks=tracks,
+                                   main_id=main, whole=self.whole or self)
 
     def track(self, track_id: int) -> SmoothedTrack:
         for t in self.tracks:
@@ -321,9 +344,13 @@ class ShotResult:
         raise InputError(f"no track {track_id}", hint=f"tracks: {[t.track_id for t in self.tracks]}")
 
     def main_track(self) -> SmoothedTrack:
-        """The track seen in the most frames (ties: the larger face)."""
+        """The track seen in the most frames (ties: the larger face); for a chunk's part of a shot, the whole
+        shot's main track where the chunk sees it."""
         if not self.tracks:
             raise EstimationError("no face was tracked in this shot")
+        for t in self.tracks:
+            if self.main_id is not None and t.track_id == self.main_id:
+                return t
         return max(self.tracks, key=lambda t: (len(t.frames) - sum(t.filled), np.mean([f.area for f in t.faces])))
 
 

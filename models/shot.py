@@ -7,6 +7,7 @@ of running the models again. Only the small records are held for the shot-level 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -27,6 +28,8 @@ from ..core.version import version
 from .analysis import analyse_views
 from .loader import load_model
 from .registry import registry
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +129,19 @@ class ShotAnalyser:
                 why = exposure_gate(f, rgb, self.options.gate)
                 faces.append(f.replace(notes=f.notes + (f"gate={why}",)) if why else f)
             out.append(ff.replace(faces=tuple(faces)))
+        return out
+
+    def cached(self, source: Source, cache_root: str | Path) -> list[FrameFaces] | None:
+        """Every frame of ``source`` from the cache, or None at the first frame that is not in it (reads the
+        cache entries and hashes the input files; decodes nothing)."""
+        cache = FrameCache(cache_root, {**self.options.key_material(), "source": source_identity(source)})
+        identities = frame_identities(source)
+        out = []
+        for number in source.frames:
+            hit = cache.get(number, identities(number))
+            if hit is None:
+                return None
+            out.append(hit)
         return out
 
     def _batch_size(self, pixels: np.ndarray) -> int:
@@ -242,10 +258,34 @@ def frame_identities(source: Source) -> Callable[[int], Any]:
 def analyse_shot(source: Source, options: AnalysisOptions = AnalysisOptions(),
                  smooth: SmoothOptions = SmoothOptions(), track: TrackOptions = TrackOptions(),
                  cache_root: str | Path | None = None) -> ShotResult:
-    """The whole analysis of a shot: per-frame (cached) then shot-level (tracks, gates, fills, smoothing)."""
-    frames = ShotAnalyser(options).analyse(source, cache_root)
+    """The whole analysis of a shot: per-frame (cached) then shot-level (tracks, gates, fills, smoothing).
+
+    In a chunk of a known shot (a frame window with ``shot``, plugin/chunks.py) the shot-level pass runs over
+    the whole shot when the shot cache holds every frame of it (the chunks' analysis pass wrote them): the
+    result, restricted to the chunk's frames (:meth:`ShotResult.within`), is then exactly a single run's. When
+    frames are missing it runs over the chunk and its handles (close to a single run, not equal) and says so.
+    """
+    from ..core import frame_window
+
+    analyser = ShotAnalyser(options)
+    frames = analyser.analyse(source, cache_root)
     smooth = dataclasses.replace(smooth, gate=options.gate, fps=source.fps or smooth.fps)
-    result = process_shot(frames, smooth, track)
+    whole, win = source.whole(), frame_window.current()
+    if whole is not None and win is not None and not win.analysis_pass:
+        every = analyser.cached(whole, cache_root) if cache_root is not None else None
+        if every is not None:
+            log.info("chunk %s: tracks and smoothing over the whole shot %d-%d from the shot cache (as a single "
+                     "run)", win.label(), whole.frames[0], whole.frames[-1])
+            result = process_shot(every, smooth, track).within(source.frames)
+            return _described(result, source, options)
+        log.warning("chunk %s: the shot cache does not hold every frame of the shot %d-%d, so tracks and "
+                    "smoothing see only the chunk and its handles (close to a single run, not equal); run the "
+                    "analysis pass first (facegraph run ... --analysis-pass, which farm jobs and --chunk do)",
+                    win.label(), whole.frames[0], whole.frames[-1])
+    return _described(process_shot(frames, smooth, track), source, options)
+
+
+def _described(result: ShotResult, source: Source, options: AnalysisOptions) -> ShotResult:
     result.source = {"path": source.path, "kind": source.kind, "frames": [source.frames[0], source.frames[-1]],
                      "count": len(source.frames), "missing": list(source.missing), "fps": source.fps,
                      **source_windows(source)}

@@ -95,6 +95,8 @@ class AnalyseShot:
                    "changed frame or setting invalidates it); then track, gate unusable frames, fill, smooth.")
     CATEGORY = f"{CATEGORY}/temporal"
     FUNCTION = "analyse"
+    #: decides shot-level state (tracks, smoothing): a chunked render's analysis pass runs it (plugin/chunks.py)
+    SHOT_ANALYSIS = True
     RETURN_TYPES = (FACES, TRACKS, SEQUENCE, STRING)
     RETURN_NAMES = ("faces", "tracks", "sequence", "summary")
     OUTPUT_TOOLTIPS = ("smoothed faces per frame", "tracks with per-frame alignments",

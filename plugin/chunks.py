@@ -119,12 +119,31 @@ def cache_folder(cache_dir: str | os.PathLike | None) -> Iterator[None]:
             os.environ[ENV_CACHE] = before
 
 
+def shot_analysis_nodes(graph: Mapping[str, dict], classes: Mapping[str, type] | None = None) -> list[str]:
+    """Ids of the nodes that decide a shot's shot-level state (node classes with ``SHOT_ANALYSIS = True``:
+    Analyse Shot), in id order: what a chunked render's analysis pass runs."""
+    if classes is None:
+        from ..nodes import NODE_CLASSES as classes
+    return sorted((nid for nid, node in graph.items()
+                   if getattr(classes.get(node.get("class_type")), "SHOT_ANALYSIS", False)), key=str)
+
+
+def needs_analysis_pass(template: str, assignments: Mapping[str, Any] | None = None) -> bool:
+    """Whether a chunked render of ``template`` runs an analysis pass first (it has a shot analysis node)."""
+    from .runner import bind, load_template
+
+    graph, _ = bind(load_template(template), assignments)
+    return bool(shot_analysis_nodes(graph))
+
+
 def run_graph(template: str, assignments: Mapping[str, Any] | None = None, frames: tuple[int, int] | None = None,
               handles: int = 0, input_dir: str = "", output_dir: str = "", cache_dir: str = "",
-              chunked: bool = False) -> dict:
-    """Run a graph file headless; with ``frames`` = (A, B) as the frame window A..B with ``handles``; with
-    ``chunked`` per-shot outputs go under the chunk's own names (module docstring). Returns the summary of
-    :func:`run_chunk` plus ``run`` (the GraphRun)."""
+              chunked: bool = False, shot: tuple[int, int] | None = None, analysis_pass: bool = False) -> dict:
+    """Run a graph file headless; with ``frames`` = (A, B) as the frame window A..B with ``handles`` (of the
+    shot ``shot`` = (first, last) when known); with ``chunked`` per-shot outputs go under the chunk's own names
+    (module docstring); with ``analysis_pass`` only the shot analysis nodes and what feeds them run, on A..B
+    without handles, filling the shot cache, and nothing is written. Returns the summary of :func:`run_chunk`
+    plus ``run`` (the GraphRun)."""
     from ..core.frame_window import frame_window
     from ..core.io.frames import tally
     from ..core.paths import folders
@@ -134,14 +153,26 @@ def run_graph(template: str, assignments: Mapping[str, Any] | None = None, frame
         raise InputError("--handles needs --frames (the chunk the handles are around)")
     if chunked and frames is None:
         raise InputError("a chunked run needs --frames (the chunk)")
+    if analysis_pass and frames is None:
+        raise InputError("the analysis pass needs --frames (the chunk to analyse)")
     t0 = time.perf_counter()
     tmpl = load_template(template)
     graph, params = bind(tmpl, assignments)
     assignments = dict(assignments or {})
-    window = frame_window(*frames, handles) if frames is not None else contextlib.nullcontext()
+    if analysis_pass:
+        handles, chunked = 0, False
+        whole, graph = graph, {}
+        for nid in shot_analysis_nodes(whole):
+            graph.update(_ancestors(whole, nid))
+    window = (frame_window(*frames, handles, shot=shot, analysis_pass=analysis_pass) if frames is not None
+              else contextlib.nullcontext())
     with folders(input=input_dir or None, output=output_dir or None), cache_folder(cache_dir), window, \
             tally() as counts:
         redirect: dict[str, str] = {}
+        if not graph:  # an analysis pass of a template without shot analysis: nothing to do
+            return {"frames": list(frames) if frames else None, "handles": 0, "written": 0, "kept": 0,
+                    "outputs": [], "seconds": round(time.perf_counter() - t0, 3), "graph_hash": "", "nodes": 0,
+                    "node_seconds": {}, "run": None}
         if chunked:
             runner = Runner()
             try:
@@ -182,19 +213,24 @@ def _write_manifests(redirect: Mapping[str, str], info: dict) -> None:
 
 
 def run_chunk(template: str, assignments: dict, frames: tuple[int, int], handles: int,
-              input_dir: str = "", output_dir: str = "", cache_dir: str = "") -> dict:
+              input_dir: str = "", output_dir: str = "", cache_dir: str = "", shot: tuple[int, int] | None = None,
+              analysis_pass: bool = False) -> dict:
     """Run ``template`` (a graph file) with ``assignments`` (``--set`` values: parameters and NODE.INPUT) on
     frames ``frames`` = (A, B) of the shot, reading ``handles`` extra frames each side, writing only A..B, per-shot
     outputs under the chunk's own names (module docstring). ``input_dir`` / ``output_dir``: where relative
     paths go (as ``run --input-dir / --output-dir``); ``cache_dir``: the shot cache shared by every chunk of the
-    shot ("" = the default cache).
+    shot ("" = the default cache). ``shot``: the whole shot's (first, last) frames, when known: handles stop
+    at its ends, and Analyse Shot decides tracks and smoothing over the whole shot when the cache holds every
+    frame of it, which the ``analysis_pass`` (run first, on every chunk: see :func:`needs_analysis_pass`)
+    makes true; the chunk then equals a single run over the shot exactly.
 
     Returns a JSON-able summary: ``frames`` [A, B], ``handles``, ``written`` / ``kept`` (frame files), ``outputs``
     (folders written), ``seconds``, ``graph_hash``, ``nodes``, ``node_seconds``. Raises FacegraphError (a
     GraphError naming the file and node) on failure; nothing half-written is left (atomic writes).
     """
     out = run_graph(template, assignments, (int(frames[0]), int(frames[1])), int(handles), input_dir, output_dir,
-                    cache_dir, chunked=True)
+                    cache_dir, chunked=not analysis_pass, shot=tuple(shot) if shot is not None else None,
+                    analysis_pass=analysis_pass)
     out.pop("run")
     return out
 

@@ -182,7 +182,9 @@ also set directly as --set NODE.INPUT=VALUE. --frames A-B runs that part of the 
 (--handles K, clipped to the shot) so temporal filters see the handles; frame-sequence writers write only
 A..B. --chunked (what farm jobs pass) also names per-shot outputs (folders, stills) after the chunk,
 <name>.chunk_A-B, and `facegraph merge` joins the chunks' tracking exports into the single run's, through the
-shot cache shared by every chunk (--cache DIR).
+shot cache shared by every chunk (--cache DIR). A chunk equals a single run over the shot exactly when the shot
+cache holds every frame of the shot (--shot F-L): run every chunk with --analysis-pass first (farm jobs and
+--chunk N do), then the chunks; otherwise Analyse Shot smooths over the chunk and its handles (close, not equal).
 
 """ + EXIT_CODES
 
@@ -213,7 +215,12 @@ def add_run(sub: argparse._SubParsersAction) -> None:
                    help="this run is one chunk of a shot: per-shot outputs go to <name>.chunk_A-B (see merge)")
     p.add_argument("--cache", default="", metavar="DIR",
                    help="the shot cache folder (per-frame analysis), shared by every chunk of a shot")
-    p.add_argument("--shot", metavar="A-B", help="the whole shot's frames: --frames is clipped to them (farm jobs)")
+    p.add_argument("--shot", metavar="A-B",
+                   help="the whole shot's frames (farm jobs): --frames and its handles are clipped to them, and "
+                        "a chunk decides tracks and smoothing over the whole shot once the shot cache holds it")
+    p.add_argument("--analysis-pass", action="store_true",
+                   help="the first pass of a chunked render: run only Analyse Shot (and what feeds it) on --frames, "
+                        "filling the shot cache (--cache); write nothing")
     p.add_argument("--input-dir", default="", help="where relative paths that nodes read go (default: here)")
     p.add_argument("--output-dir", default="", help="where relative paths that nodes write go (default: here)")
     p.add_argument("--dry-run", action="store_true",
@@ -237,6 +244,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.handles < 0:
         raise InputError(f"--handles must be >= 0, got {args.handles}")
     span = parse_span(args.frames) if args.frames else None
+    shot = None
     if span is not None and args.shot:
         shot = parse_span(args.shot)
         clipped = (max(span[0], shot[0]), min(span[1], shot[1]))
@@ -260,9 +268,14 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.engine == "ray" or args.chunk is not None:
         return _run_chunks(args, sets, span)
+    if args.analysis_pass and span is None:
+        raise InputError("--analysis-pass needs --frames A-B (the chunk to analyse)")
     summary = run_graph(args.graph, sets, span, args.handles, args.input_dir, args.output_dir, args.cache,
-                        chunked=args.chunked)
+                        chunked=args.chunked, shot=shot, analysis_pass=args.analysis_pass)
     result = summary.pop("run")
+    if result is None:
+        log.info("analysis pass: the graph has no Analyse Shot node; nothing to do")
+        return 0
     for nid, ui in result.ui.items():
         if ui and ui.get("text"):
             log.info("node %s: %s", nid, " ".join(map(str, ui["text"])))

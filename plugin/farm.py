@@ -4,6 +4,11 @@ Every manager runs the same command per chunk, with its own frame tokens for the
 
     facegraph run TEMPLATE --frames START-END --handles K --chunked --shot A-B --cache DIR [--set ...]
 
+Where the template has Analyse Shot (and the job more than one chunk), the same chunks first run an analysis pass
+(the same command with ``--analysis-pass``: Analyse Shot alone, into the shared shot cache), and the chunks depend
+on it: each chunk then decides tracks and smoothing over the whole shot from the cache, so its frames equal a
+single run's.
+
 (Deadline ``<STARTFRAME>-<ENDFRAME>``; OpenCue ``#FRAME_START#-#FRAME_END#``; OpenJD ``{{Task.Param.Frame}}`` of a
 ``CHUNK[INT]`` task parameter with a CONTIGUOUS range constraint, which expands to ``START-END``). ``--shot`` clips a
 chunk to the job's frames (OpenCue's ``#FRAME_END#`` of a short last chunk can pass the end). Where the template
@@ -82,15 +87,26 @@ def _set_args(assignments: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def chunk_args(job: FarmJob, span: str) -> list[str]:
-    """The argument list (after the executable) of one chunk's command; ``span`` holds the frame tokens."""
+def chunk_args(job: FarmJob, span: str, analysis: bool = False) -> list[str]:
+    """The argument list (after the executable) of one chunk's command; ``span`` holds the frame tokens;
+    ``analysis``: the chunk's analysis pass (``--analysis-pass``: Analyse Shot only, into the shot cache)."""
     args = ["run", os.path.abspath(job.template), "--frames", span, "--handles", str(job.handles), "--chunked",
             "--shot", f"{job.frames[0]}-{job.frames[1]}", "--cache", os.path.abspath(job.cache_dir)]
+    if analysis:
+        args += ["--analysis-pass"]
     if job.input_dir:
         args += ["--input-dir", os.path.abspath(job.input_dir)]
     if job.output_dir:
         args += ["--output-dir", os.path.abspath(job.output_dir)]
     return args + _set_args(job.assignments)
+
+
+def has_analysis_pass(job: FarmJob) -> bool:
+    """Whether the job runs an analysis pass over every chunk before the chunks (its template has Analyse Shot
+    and there is more than one chunk): each chunk then decides tracks and smoothing over the whole shot."""
+    from .chunks import needs_analysis_pass, plan_chunks
+
+    return len(plan_chunks(job.frames, job.chunk)) > 1 and needs_analysis_pass(job.template, job.assignments)
 
 
 def merge_args(job: FarmJob) -> list[list[str]]:
@@ -119,16 +135,24 @@ def _line(exe: str, args: list[str]) -> str:
 # ------------------------------------------------------------------------------------------- deadline
 def deadline(job: FarmJob) -> dict[str, str]:
     """Deadline 10 command-line jobs: ``job_info`` / ``plugin_info`` key=value files for the chunks (the
-    CommandLine plugin; ``<STARTFRAME>`` / ``<ENDFRAME>`` in its Arguments; ChunkSize), a ``merge_*`` pair
-    for the merge (one task) and ``submit.sh``, which submits both with the merge dependent on the chunks."""
+    CommandLine plugin; ``<STARTFRAME>`` / ``<ENDFRAME>`` in its Arguments; ChunkSize), an ``analysis_*`` pair
+    before them where the job has an analysis pass, a ``merge_*`` pair for the merge (one task) and
+    ``submit.sh``, which submits them in that order, each dependent on the one before."""
     a, b = TOKENS["deadline"]
-    files = {
-        "job_info": _ini({"Plugin": "CommandLine", "Name": job.title, "Frames": f"{job.frames[0]}-{job.frames[1]}",
-                          "ChunkSize": job.chunk, "Comment": "facegraph chunks with handles"}),
-        "plugin_info": _ini({"Executable": job.exe, "Arguments": deadline_join(chunk_args(job, f"{a}-{b}")),
-                             "ShellExecute": "False"}),
-    }
-    submit = ["deadlinecommand", "-SubmitMultipleJobs", "-dependent", "-job", "job_info.txt", "plugin_info.txt"]
+    files: dict[str, str] = {}
+    submit = ["deadlinecommand", "-SubmitMultipleJobs", "-dependent"]
+    if has_analysis_pass(job):
+        files["analysis_job_info"] = _ini({"Plugin": "CommandLine", "Name": f"{job.title} analysis",
+                                           "Frames": f"{job.frames[0]}-{job.frames[1]}", "ChunkSize": job.chunk,
+                                           "Comment": "facegraph analysis pass: the shot cache for the chunks"})
+        files["analysis_plugin_info"] = _ini({"Executable": job.exe, "ShellExecute": "False",
+                                              "Arguments": deadline_join(chunk_args(job, f"{a}-{b}", True))})
+        submit += ["-job", "analysis_job_info.txt", "analysis_plugin_info.txt"]
+    files["job_info"] = _ini({"Plugin": "CommandLine", "Name": job.title, "Frames": f"{job.frames[0]}-{job.frames[1]}",
+                              "ChunkSize": job.chunk, "Comment": "facegraph chunks with handles"})
+    files["plugin_info"] = _ini({"Executable": job.exe, "Arguments": deadline_join(chunk_args(job, f"{a}-{b}")),
+                                 "ShellExecute": "False"})
+    submit += ["-job", "job_info.txt", "plugin_info.txt"]
     for i, args in enumerate(merge_args(job)):
         files[f"merge{i}_job_info"] = _ini({"Plugin": "CommandLine", "Name": f"{job.title} merge {i}",
                                             "Frames": "0", "ChunkSize": 1})
@@ -162,14 +186,16 @@ def opencue(job: FarmJob, show: str = "facegraph", shot: str = "shot", user: str
     ``chunk`` and ``#FRAME_START#-#FRAME_END#`` in its command, and a Post layer per merge that depends on it."""
     a, b = TOKENS["opencue"]
     user = user or os.environ.get("USER", "facegraph")
-    layers = [_cue_layer("chunks", "Render", _line(job.exe, chunk_args(job, f"{a}-{b}")),
-                         f"{job.frames[0]}-{job.frames[1]}", job.chunk)]
+    span = f"{job.frames[0]}-{job.frames[1]}"
+    layers = [_cue_layer("chunks", "Render", _line(job.exe, chunk_args(job, f"{a}-{b}")), span, job.chunk)]
     depends = []
+    if has_analysis_pass(job):
+        layers.insert(0, _cue_layer("analysis", "Render", _line(job.exe, chunk_args(job, f"{a}-{b}", True)), span,
+                                    job.chunk))
+        depends.append(_cue_depend(job, "chunks", "analysis"))
     for i, args in enumerate(merge_args(job)):
         layers.append(_cue_layer(f"merge{i}", "Post", _line(job.exe, args), "1", 1))
-        depends.append(f'  <depend type="LAYER_ON_LAYER" anyframe="false"><depjob>{escape(_cue_name(job))}</depjob>'
-                       f'<deplayer>merge{i}</deplayer><onjob>{escape(_cue_name(job))}</onjob>'
-                       f'<onlayer>chunks</onlayer></depend>')
+        depends.append(_cue_depend(job, f"merge{i}", "chunks"))
     return ('<?xml version="1.0"?>\n'
             '<!DOCTYPE spec PUBLIC "SPI Cue  Specification Language" "http://localhost:8080/spcue/dtd/cjsl-1.14.dtd">\n'
             f"<spec>\n  <facility>local</facility>\n  <show>{escape(show)}</show>\n  <shot>{escape(shot)}</shot>\n"
@@ -177,6 +203,13 @@ def opencue(job: FarmJob, show: str = "facegraph", shot: str = "shot", user: str
             "    <maxretries>2</maxretries>\n    <autoeat>False</autoeat>\n    <layers>\n" + "".join(layers) +
             "    </layers>\n  </job>\n  <depends>\n" + "\n".join(depends) + ("\n" if depends else "") +
             "  </depends>\n</spec>\n")
+
+
+def _cue_depend(job: FarmJob, layer: str, on: str) -> str:
+    """``layer`` waits for every frame of layer ``on`` (same job)."""
+    name = escape(_cue_name(job))
+    return (f'  <depend type="LAYER_ON_LAYER" anyframe="false"><depjob>{name}</depjob><deplayer>{layer}</deplayer>'
+            f'<onjob>{name}</onjob><onlayer>{on}</onlayer></depend>')
 
 
 def _cue_name(job: FarmJob) -> str:
@@ -194,16 +227,20 @@ def openjd(job: FarmJob) -> str:
     """An Open Job Description job template (specification jobtemplate-2023-09 with the TASK_CHUNKING
     extension): a step whose ``Frame`` task parameter is ``CHUNK[INT]`` over ``{{Param.Frames}}`` with
     ``defaultTaskCount`` = chunk and a CONTIGUOUS range constraint (``{{Task.Param.Frame}}`` expands to
-    ``START-END``), and a merge step that depends on it."""
+    ``START-END``), an ``analysis`` step of the same chunks before it where the job has an analysis pass, and a
+    merge step that depends on it."""
     import yaml
 
-    steps = [{
-        "name": "chunks",
-        "parameterSpace": {"taskParameterDefinitions": [{
-            "name": "Frame", "type": "CHUNK[INT]", "range": "{{Param.Frames}}",
-            "chunks": {"defaultTaskCount": int(job.chunk), "rangeConstraint": "CONTIGUOUS"}}]},
-        "script": {"actions": {"onRun": {"command": job.exe, "args": chunk_args(job, TOKENS["openjd"][0])}}},
-    }]
+    def chunked(name: str, analysis: bool) -> dict:
+        return {"name": name, "parameterSpace": {"taskParameterDefinitions": [{
+                    "name": "Frame", "type": "CHUNK[INT]", "range": "{{Param.Frames}}",
+                    "chunks": {"defaultTaskCount": int(job.chunk), "rangeConstraint": "CONTIGUOUS"}}]},
+                "script": {"actions": {"onRun": {"command": job.exe,
+                                                 "args": chunk_args(job, TOKENS["openjd"][0], analysis)}}}}
+
+    steps = [chunked("chunks", False)]
+    if has_analysis_pass(job):
+        steps = [chunked("analysis", True), {**steps[0], "dependencies": [{"dependsOn": "analysis"}]}]
     for i, args in enumerate(merge_args(job)):
         steps.append({"name": f"merge{i}", "dependencies": [{"dependsOn": "chunks"}],
                       "script": {"actions": {"onRun": {"command": job.exe, "args": args}}}})

@@ -101,14 +101,14 @@ class ChunkWorker:
         return os.getpid()
 
     def run(self, template: str, assignments: dict, frames: tuple[int, int], handles: int, input_dir: str,
-            output_dir: str, cache_dir: str) -> dict:
+            output_dir: str, cache_dir: str, extra: dict | None = None) -> dict:
         started = time.time()  # wall clock: the driver compares it with when it sent the chunk
         fn = self._fn
         if fn is None:
             from .chunks import run_chunk as fn
         t0 = time.perf_counter()
         summary = fn(template, dict(assignments), tuple(frames), handles, input_dir=input_dir,
-                     output_dir=output_dir, cache_dir=cache_dir)
+                     output_dir=output_dir, cache_dir=cache_dir, **(extra or {}))
         self._chunks += 1
         return {"summary": summary, "seconds": time.perf_counter() - t0, "pid": os.getpid(),
                 "started": started, "chunk_in_actor": self._chunks}
@@ -281,13 +281,16 @@ class _Job:
                  folders: tuple[str, str, str], retries: int, chunk_fn) -> None:
         self.ray, self.template, self.assignments, self.plan = ray, template, assignments, plan
         self.handles, self.folders, self.retries, self.chunk_fn = handles, folders, retries, chunk_fn
+        self.passes = chunk_passes(template, assignments, plan, chunk_fn)
+        self.extra: dict = {}
 
     def _new_actor(self):
         return self.actor_cls.options(**self.options).remote(self.chunk_fn)
 
     def _dispatch(self, actor, idx: int):
         a, b = self.plan[idx]
-        ref = actor.run.remote(self.template, self.assignments, (a, b), self.handles, *self.folders)
+        handles = 0 if self.extra.get("analysis_pass") else self.handles
+        ref = actor.run.remote(self.template, self.assignments, (a, b), handles, *self.folders, self.extra)
         return ref
 
     def run(self, workers: int | None, running_cluster: bool) -> dict:
@@ -305,7 +308,11 @@ class _Job:
         try:
             self._wait_ready(actors)
             actors_s = time.perf_counter() - t0
-            records, failures = self._loop(actors)
+            failures = 0
+            for extra in self.passes:
+                self.extra = extra
+                records, failed = self._loop(actors)
+                failures += failed
         finally:
             for actor in actors:
                 with contextlib.suppress(Exception):
@@ -335,7 +342,8 @@ class _Job:
         records: list[dict | None] = [None] * len(self.plan)
         failures = 0
         total = sum(b - a + 1 for a, b in self.plan)
-        with progress_mod.task(total, f"ray: {len(self.plan)} chunks on {len(actors)} workers") as bar:
+        what = "analysis pass: " if self.extra.get("analysis_pass") else ""
+        with progress_mod.task(total, f"ray: {what}{len(self.plan)} chunks on {len(actors)} workers") as bar:
             # on an error or an interruption, chunks still running stop when the caller kills their actors
             while todo or running:
                 while todo and free:
@@ -446,30 +454,51 @@ class Engine:
                          output_dir=output_dir, cache_dir=cache_dir, progress=progress)
 
 
+def chunk_passes(template: str, assignments: Mapping[str, Any], plan: list[tuple[int, int]],
+                 chunk_fn: Callable[..., dict] | None) -> list[dict]:
+    """The passes of a chunked job over ``plan``, as the extra keyword arguments of each chunk's run_chunk:
+    an analysis pass first when the template has a shot analysis node (every chunk's frames into the shot
+    cache, so each render chunk decides tracks and smoothing over the whole shot, as a single run), then the
+    render pass; both know the shot (the plan's whole range). A stand-in ``chunk_fn`` (tests) gets one pass
+    and no extra arguments."""
+    if chunk_fn is not None:
+        return [{}]
+    from .chunks import needs_analysis_pass
+
+    shot = (plan[0][0], plan[-1][1])
+    render = {"shot": shot}
+    return ([{"shot": shot, "analysis_pass": True}, render] if len(plan) > 1 and needs_analysis_pass(template, assignments)
+            else [render])
+
+
 def run_local(template: str, assignments: Mapping[str, Any], frames: tuple[int, int], *, chunk: int,
               handles: int, input_dir: str = "", output_dir: str = "", cache_dir: str = "",
               progress: progress_mod.Reporter | None = None, chunk_fn: Callable[..., dict] | None = None) -> dict:
     """The same job as :func:`run_on_ray`, chunk after chunk in this process (no retries: an error stops it)."""
     from .chunks import plan_chunks
 
-    if chunk_fn is None:
-        from .chunks import run_chunk as chunk_fn
     if not isinstance(chunk, int) or chunk < 1:
         raise InputError(f"chunk must be a whole number of frames >= 1, got {chunk!r}")
     plan = [tuple(int(f) for f in c) for c in plan_chunks(tuple(frames), chunk)]
+    passes = chunk_passes(template, assignments, plan, chunk_fn)
+    if chunk_fn is None:
+        from .chunks import run_chunk as chunk_fn
     t_job = time.perf_counter()
-    records = []
     with contextlib.ExitStack() as stack:
         if progress is not None:
             stack.enter_context(progress_mod.reporting(progress))
-        with progress_mod.task(sum(b - a + 1 for a, b in plan), f"{len(plan)} chunks") as bar:
-            for a, b in plan:
-                t0 = time.perf_counter()
-                summary = chunk_fn(template, dict(assignments), (a, b), handles, input_dir=input_dir,
-                                   output_dir=output_dir, cache_dir=cache_dir)
-                records.append({"frames": [a, b], "attempts": 1, "pid": os.getpid(),
-                                "seconds": round(time.perf_counter() - t0, 4), "summary": summary})
-                bar.advance(b - a + 1)
+        for extra in passes:
+            records = []
+            first = extra.get("analysis_pass", False)
+            with progress_mod.task(sum(b - a + 1 for a, b in plan),
+                                   f"{'analysis pass: ' if first else ''}{len(plan)} chunks") as bar:
+                for a, b in plan:
+                    t0 = time.perf_counter()
+                    summary = chunk_fn(template, dict(assignments), (a, b), 0 if first else handles,
+                                       input_dir=input_dir, output_dir=output_dir, cache_dir=cache_dir, **extra)
+                    records.append({"frames": [a, b], "attempts": 1, "pid": os.getpid(),
+                                    "seconds": round(time.perf_counter() - t0, 4), "summary": summary})
+                    bar.advance(b - a + 1)
     return {"engine": "local", "workers": 1, "resources": "cpu", "retries": 0, "frames": [int(frames[0]),
             int(frames[1])], "chunk": chunk, "handles": handles, "seconds": round(time.perf_counter() - t_job, 3),
             "chunks": records}

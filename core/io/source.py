@@ -43,15 +43,29 @@ class Source:
     _plan: FramePlan | None = None
     _pattern: SequencePattern | None = None
     _read: dict = dataclasses.field(default_factory=dict)
+    #: the same read over the whole shot, when a frame window (a chunk of a known shot) clipped this one
+    _whole: "Source | None" = dataclasses.field(default=None, repr=False, compare=False)
 
     def windowed(self) -> "Source":
         """This source clipped to the current frame window's read range (itself without a window or for a
-        still). InputError when the window holds none of its frames."""
+        still). InputError when the window holds none of its frames. When the window names its shot, the
+        result remembers the read over the whole shot (:meth:`whole`)."""
         win = frame_window.current()
         if win is None or self.kind == "still":
             return self
         kept = win.read_frames(self.frames, where=self.path)
-        return self if len(kept) == len(self.frames) else self.subset(kept)
+        shot = win.shot_frames(self.frames)
+        whole = self.subset(shot) if shot is not None and shot != kept else None
+        sub = self if len(kept) == len(self.frames) else self.subset(kept)
+        if whole is not None:
+            sub = dataclasses.replace(sub, _whole=whole)
+        return sub
+
+    def whole(self) -> "Source | None":
+        """The read over the whole shot this chunk's source belongs to (frames outside the chunk's window
+        included; read them inside :func:`facegraph.core.frame_window.no_window`), or None when this source
+        is not a clipped chunk of a known shot."""
+        return self._whole
 
     def subset(self, frames) -> "Source":
         """The same read restricted to ``frames`` (kept in this source's order), the missing-frame policy's

@@ -23,6 +23,7 @@ from ...core import progress
 from ...core.blend import PoissonOptions, paste_back, poisson_blend
 from ...core.colour_match import apply_colour_transfer, colour_stats, fit_colour_transfer
 from ...core.errors import EstimationError, ImageIOError, InputError
+from ...core.frame_window import no_window
 from ...core.io.frames import SequenceWriter
 from ...core.io.images import read_image
 from ...core.io.source import Source
@@ -291,7 +292,11 @@ def _face_frames(faces: dict[int, Face], mesh: FaceMesh, colour: torch.Tensor, a
 def colour_fit_for_shot(source_pixels: np.ndarray, source_face: Face, plate: Source,
                         faces: dict[int, Face], mesh: FaceMesh, options: ReplaceOptions):
     """One colour transfer for the whole shot (no flicker): the source photo's face region -> the plate's face
-    region pooled over ``options.keyframes`` frames spread across the shot. None when strength is 0."""
+    region pooled over ``options.keyframes`` frames spread across the shot. None when strength is 0.
+
+    In a chunk of a shot analysed as a whole (``plate.whole()``, ``faces`` of the whole shot's track) the
+    keyframes are the whole shot's, read outside the chunk's window: every chunk fits the single run's
+    transfer."""
     if options.colour_strength <= 0 or not faces:
         return None
     h, w = source_pixels.shape[:2]
@@ -300,6 +305,7 @@ def colour_fit_for_shot(source_pixels: np.ndarray, source_face: Face, plate: Sou
     ras = rasterise(verts, mesh.triangles, (w, h))
     src = colour_stats(img, _region_mask(mesh, verts, ras, (w, h), options.regions, 0.0), options.colour_space,
                        sketch=options.colour_method == "histogram", mask_name="source face region")
+    plate = plate.whole() or plate
     in_plate = set(plate.frames)
     numbers = sorted(f for f in faces if f in in_plate)
     if not numbers:
@@ -308,7 +314,9 @@ def colour_fit_for_shot(source_pixels: np.ndarray, source_face: Face, plate: Sou
                           .round().astype(int)).tolist())
     keys = {numbers[i] for i in picks}
     tgt = None
-    for frame in plate.subset(keys).frames_iter():
+    with no_window():
+        keyframes = list(plate.subset(keys).frames_iter())
+    for frame in keyframes:
         px = frame.pixels
         size = (px.shape[1], px.shape[0])
         verts = _frame_vertices(faces[frame.number], mesh, frame, size)
@@ -341,7 +349,8 @@ def face_replace(source_pixels: np.ndarray, source_faces: FrameFaces, plate: Sou
         texture = texture_from_frame(source_pixels, src_face, mesh, options.texture_size)
     faces = _shot_faces(result, track_id)
     with timer("colour fit"):
-        transfer = colour_fit_for_shot(source_pixels, src_face, plate, faces, mesh, options)
+        transfer = colour_fit_for_shot(source_pixels, src_face, plate, _shot_faces(result.whole or result, track_id),
+                                       mesh, options)
     colour = texture.colour
     if transfer is not None:
         colour = apply_colour_transfer(texture.colour, transfer, strength=options.colour_strength)

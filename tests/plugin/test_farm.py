@@ -65,7 +65,7 @@ def _opencue_command(text, first, last):
 def _openjd_command(text, first, last):
     doc = yaml.safe_load(text)
     assert doc["specificationVersion"] == "jobtemplate-2023-09" and "TASK_CHUNKING" in doc["extensions"]
-    step = doc["steps"][0]
+    step = next(st for st in doc["steps"] if st["name"] == "chunks")
     (param,) = step["parameterSpace"]["taskParameterDefinitions"]
     assert param["type"] == "CHUNK[INT]" and param["range"] == "{{Param.Frames}}"
     assert param["chunks"] == {"defaultTaskCount": 2, "rangeConstraint": "CONTIGUOUS"}
@@ -97,11 +97,33 @@ def test_a_template_with_a_tracking_export_gets_a_merge_step(tmp_path):
     assert args[1:3] == ["merge", str(tmp_path / "out/facegraph/tracking")]
     assert args[3:] == [str(tmp_path / f"out/facegraph/tracking.chunk_{a}-{b}") for a, b in
                         ((1001, 1002), (1003, 1004), (1005, 1006))]
-    assert root.find("depends/depend/onlayer").text == "chunks"
+    deps = {d.find("deplayer").text: d.find("onlayer").text for d in root.findall("depends/depend")}
+    assert deps == {"chunks": "analysis", "merge0": "chunks"}
     _, doc = _openjd_command(job_files("openjd", job)["job.yaml"], 1001, 1002)
-    assert doc["steps"][1]["dependencies"] == [{"dependsOn": "chunks"}]
+    assert [st["name"] for st in doc["steps"]] == ["analysis", "chunks", "merge0"]
+    assert doc["steps"][1]["dependencies"] == [{"dependsOn": "analysis"}]
+    assert doc["steps"][2]["dependencies"] == [{"dependsOn": "chunks"}]
     files = job_files("deadline", job)
     assert "-dependent" in files["submit.sh"] and "merge0_plugin_info.txt" in files
+    order = files["submit.sh"].split()
+    assert order.index("analysis_plugin_info.txt") < order.index("plugin_info.txt") < order.index(
+        "merge0_plugin_info.txt")
+
+
+def test_the_analysis_pass_runs_the_same_chunks_with_its_flag(tmp_path):
+    """Analyse Shot in the template: every manager runs an analysis pass over the same chunks first (the chunk
+    command plus --analysis-pass), and the chunks wait for it; a template without one gets no such step."""
+    job = _job(tmp_path, WF / "analyse_shot.json", output_dir=str(tmp_path / "out"))
+    root = ET.fromstring(job_files("opencue", job)["job.xml"].split("\n", 2)[2])
+    analysis = shlex.split(root.find("job/layers/layer[@name='analysis']/cmd").text)
+    chunks = shlex.split(root.find("job/layers/layer[@name='chunks']/cmd").text)
+    assert "--analysis-pass" in analysis and [a for a in analysis if a != "--analysis-pass"] == chunks
+    assert root.find("job/layers/layer[@name='analysis']/chunk").text == "2"
+    files = job_files("deadline", job)
+    assert "--analysis-pass" in files["analysis_plugin_info.txt"] and "--analysis-pass" not in files["plugin_info.txt"]
+    copy = _job(tmp_path, _copy_template(tmp_path))
+    assert [st["name"] for st in yaml.safe_load(job_files("openjd", copy)["job.yaml"])["steps"]] == ["chunks"]
+    assert not any(k.startswith("analysis") for k in job_files("deadline", copy))
 
 
 def test_cli_writes_the_files(tmp_path, capsys):
