@@ -15,16 +15,27 @@ centre on it exactly once. The rule is exact in float32: each edge function is e
 endpoints in one canonical order (lexicographic in (x, y)), so the two triangles on either side of an edge compute
 bit-identical values of opposite sign. Visibility: nearest depth wins (ties: the lower triangle index).
 
-Algorithm (why it is fast without a compiled kernel): every triangle enumerates the pixel centres of its clipped
-bounding box. Triangles are bucketed by box width and height (classes 1, 2, 3, 4, 6, 8, ..., 64 px, each at most
-1.5x the previous); buckets too small to repay their fixed cost are merged into a larger one (a cost model, see
-``_BUCKET_COST``). A bucket is one dense (kh, kw, n) tensor, triangles innermost, whose three edge functions are
-evaluated by broadcasting per-triangle coefficients against per-row and per-column terms (no per-pixel gathers).
-Boxes wider or taller than 64 px are cut into 64 px tiles. Covered candidates are packed into one int64 key per
-sample (depth's order-preserving float bits in the high 32 bits, triangle index in the low 32) and resolved into
-the z-buffer with ``scatter_reduce(..., "amin")``; barycentrics are then computed for the winners only. On CPU
-tensors the compaction uses numpy's nonzero on a zero-copy view (faster here than torch's); CUDA runs the same
-code with torch.nonzero, and a test holds both paths to identical rasters.
+Precision: everything is float32 (edge functions, depth planes, barycentrics); exact where it matters (the
+coverage test and the tie rule above, which compare float32 values evaluated identically on both sides of an
+edge), and screen-space barycentrics are taken from vertex 0 with small pixel offsets (|error| ~ 1e-6 for
+triangles of a few pixels). Depth is the triangle's plane evaluated at the centre, ~ 1e-7 relative.
+
+Algorithm: every triangle enumerates the pixel centres of its clipped bounding box (boxes over ``TILE`` px are cut
+into TILE x TILE tiles). Triangles are sorted by their exact box (width, height) and processed in chunks of equal
+windows: a chunk is a dense (kh, kw, n) block, triangles innermost, whose three edge functions are compared by
+broadcasting per-triangle row terms (kh, n) against column terms (kw, n) (no per-pixel gathers). Adjacent chunks
+of near-equal windows are merged when the extra padding costs less than a chunk's fixed cost (``_CHUNK_COST``).
+Covered candidates are packed into one int64 key per sample (depth's order-preserving float bits in the high 32
+bits, triangle index in the low 32) and resolved into the z-buffer with ``scatter_reduce(..., "amin")``; triangle
+id, depth and barycentrics are then read out per pixel for the winners.
+
+Threads: on CPU tensors every torch op here works on fewer than ``CPU_CHUNK`` + 1 = 32768 elements, ATen's
+``at::internal::GRAIN_SIZE`` below which an op runs on the calling thread, so the rasteriser never enters an
+OpenMP parallel region. Measured on this 2-core machine shared with other jobs: with 2 torch threads and the
+default (spinning) OpenMP wait policy, an op above the grain size waits 4-8 ms whenever the second core is busy,
+and the previous rasteriser (a few hundred such ops) took 0.5-1.4 s instead of 0.1 s at 1024 px. Other devices use
+chunks of ``_MAX_CANDIDATES``. On CPU, compaction (nonzero) and the small-key sort use numpy on zero-copy views
+(faster here than torch's); CUDA runs the same code with torch's, and a test holds both paths to identical rasters.
 """
 from __future__ import annotations
 
@@ -36,10 +47,9 @@ import torch
 
 from ..errors import InputError
 
-#: Bounding-box size classes in pixels. Consecutive classes differ by at most 1.5x, so a bucket's padded window is
-#: at most (1.5)^2 = 2.25x the box it holds; bigger boxes are tiled at the last class. Chosen by measurement on
-#: the BFM mesh at 1024-2048 px: powers of two alone give ~1.45x more candidate samples.
-SIZE_CLASSES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+#: Largest window side in pixels: bigger bounding boxes are cut into TILE x TILE tiles (the last ones smaller).
+#: 64 keeps a tile's per-row / per-column terms small and the number of tiles of a full-image triangle low.
+TILE = 64
 
 _KEY_EMPTY = torch.iinfo(torch.int64).max
 _LOW32 = 0xFFFFFFFF
@@ -118,206 +128,409 @@ def check_triangles(triangles: torch.Tensor, n_vertices: int, device: torch.devi
     return triangles.long()
 
 
-# ---------------------------------------------------------------------------------------------------- setup
-#: Vertices farther than this from the origin (pixels) make their triangle ignored: beyond it the float32 edge
-#: products (up to (2 * 2^60)^2 = 2^122) could overflow float32's 2^128 range.
-_GUARD = float(2 ** 60)
-#: Coefficient rows of the per-triangle table (K, N) that the buckets gather from.
-_EX, _EY, _CX, _CY, _NTL = 0, 3, 6, 9, 12  # three rows each (one per edge)
-_Z0, _GX, _GY, _X0, _Y0 = 15, 16, 17, 18, 19
-#: Barycentric-table rows (6, N): l1 = a1 dx + b1 dy, l2 = a2 dx + b2 dy with (dx, dy) = p - v0; l0 = 1 - l1 - l2.
-_BX0, _BY0, _A1, _B1, _A2, _B2 = range(6)
+# ---------------------------------------------------------------------------------------------------- backends
+#: Largest op on CPU tensors in the torch path, in elements: ATen runs an op with fewer than
+#: at::internal::GRAIN_SIZE = 32768 elements (aten/src/ATen/Parallel.h) on the calling thread.
+CPU_CHUNK = 32767
+#: Candidate samples per chunk in the numpy path (CPU): a chunk's (3, kh, kw, n) float32 edge tensor stays in this
+#: CPU's 512 KiB L2 cache. Measured on the BFM mesh at 1024 px (16k, 32k, 64k, 128k tried).
+NUMPY_CHUNK = 1 << 15
+#: Candidate samples per chunk on other devices (CUDA): bounds a chunk's (3, kh, kw, n) tensor to 48 MiB.
+_MAX_CANDIDATES = 1 << 22
+#: A chunk's fixed cost (its ~30 array calls) in units of one candidate sample's work: the next group of boxes is
+#: merged into the open chunk (whose window grows to fit both) when that costs fewer extra candidates than this.
+#: Measured on this CPU (BFM mesh at 512-2048 px; 1000, 2000, 4000, 8000 tried).
+_CHUNK_COST = 2000
 
-#: Use numpy's nonzero for CPU tensors (zero-copy views): measured ~5x faster than torch.nonzero on this CPU.
-#: Tests switch it off to hold both paths to the same numbers.
+#: Run CPU tensors through numpy on zero-copy views (single-threaded, ~1 us per call instead of torch's ~5 us; its
+#: nonzero and small-key argsort are also several times faster here). The name is historical (it first covered
+#: nonzero only). Tests switch it off to hold the numpy path and the torch path (what CUDA runs) to identical
+#: rasters.
 USE_NUMPY_NONZERO = True
 
 
-def _nonzero(mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Indices (one int64 tensor per dimension, row-major order) of the True entries of ``mask``."""
-    if USE_NUMPY_NONZERO and mask.device.type == "cpu":
-        return tuple(torch.from_numpy(i) for i in np.nonzero(mask.numpy()))
-    return mask.nonzero().unbind(1)
+class _Ops:
+    """The array operations the kernel needs, for numpy arrays (CPU) or torch tensors (any device). Elementwise
+    arithmetic, comparisons, bit operations, broadcasting and slicing are written once with operators; ``xp`` is
+    the module whose minimum / maximum / where / floor / ceil / sign / amin / isfinite the kernel calls."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.numpy = bool(USE_NUMPY_NONZERO and device.type == "cpu")
+        if self.numpy:
+            self.xp = np
+            self.f32, self.i32, self.i64, self.bool = np.float32, np.int32, np.int64, np.bool_
+            self.limit = max(1, min(NUMPY_CHUNK, _MAX_CANDIDATES))
+            self.one, self.inf = np.float32(1.0), np.float32(np.inf)
+        else:
+            self.xp = torch
+            self.f32, self.i32, self.i64, self.bool = torch.float32, torch.int32, torch.int64, torch.bool
+            self.limit = max(1, min(CPU_CHUNK, _MAX_CANDIDATES)) if device.type == "cpu" else _MAX_CANDIDATES
+            self.one = torch.ones((), device=device)
+            self.inf = torch.full((), float("inf"), device=device)
+
+    # conversions between the caller's tensors and this backend's arrays (zero-copy on CPU)
+    def array(self, t: torch.Tensor):
+        return t.numpy() if self.numpy else t
+
+    def tensor(self, a) -> torch.Tensor:
+        return torch.from_numpy(a) if self.numpy else a
+
+    # creation
+    def empty(self, shape, dtype):
+        return np.empty(shape, dtype) if self.numpy else torch.empty(shape, dtype=dtype, device=self.device)
+
+    def zeros(self, shape, dtype):
+        return np.zeros(shape, dtype) if self.numpy else torch.zeros(shape, dtype=dtype, device=self.device)
+
+    def full(self, shape, value, dtype):
+        return np.full(shape, value, dtype) if self.numpy else torch.full(shape, value, dtype=dtype, device=self.device)
+
+    def arange(self, start, stop, dtype):
+        if self.numpy:
+            return np.arange(start, stop, dtype=dtype)
+        return torch.arange(start, stop, dtype=dtype, device=self.device)
+
+    # element types and gathers
+    def cast(self, a, dtype):
+        return a.astype(dtype) if self.numpy else a.to(dtype)
+
+    def take(self, a, idx):
+        """a[idx] along the last axis (a 1-D or 2-D, idx 1-D int64)."""
+        if self.numpy:
+            return np.take(a, idx, axis=a.ndim - 1)
+        return a.index_select(a.ndim - 1, idx)
+
+    def clip(self, a, lo=None, hi=None):
+        """min(max(a, lo), hi) with Python scalar bounds (NaN stays NaN)."""
+        if not self.numpy:
+            return a.clamp(min=lo, max=hi)
+        if lo is not None:
+            a = np.maximum(a, lo)
+        return a if hi is None else np.minimum(a, hi)
+
+    def flatnonzero(self, mask):
+        """(m,) int64 flat (row-major) indices of the True entries of ``mask``."""
+        return np.flatnonzero(mask) if self.numpy else mask.reshape(-1).nonzero().view(-1)
+
+    def scatter_min(self, buf, idx, values) -> None:
+        """buf[idx] = min(buf[idx], values) in place, duplicates in idx reduced together."""
+        if self.numpy:
+            np.minimum.at(buf, idx, values)
+        else:
+            buf.scatter_reduce_(0, idx, values, "amin", include_self=True)
+
+    def mark(self, buf, idx) -> None:
+        """buf[idx] = True in place (bool buf)."""
+        if self.numpy:
+            buf[idx] = True
+        else:
+            buf.index_fill_(0, idx, True)
+
+    def group_order(self, group, n_groups: int):
+        """Stable argsort of small non-negative int keys in [0, n_groups), and the count of each key."""
+        if self.numpy:
+            g = group.astype(np.int16 if n_groups <= 2 ** 15 else np.int64)  # int16: numpy's radix sort
+            return np.argsort(g, kind="stable"), np.bincount(g, minlength=n_groups).tolist()
+        return torch.sort(group, stable=True)[1], torch.bincount(group, minlength=n_groups).tolist()
+
+    def repeat(self, values, counts):
+        return np.repeat(values, counts) if self.numpy else torch.repeat_interleave(values, counts)
+
+    def cumsum(self, a):
+        return np.cumsum(a) if self.numpy else torch.cumsum(a, 0)
+
+    def box_sum(self, sub, k: int):
+        """(R, W) float32 count of True entries per k x k block of a (R, k, W, k) bool array."""
+        if self.numpy:
+            return sub.sum((1, 3), dtype=np.float32)
+        return sub.sum((1, 3), dtype=torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------------- setup
+#: Rows of the per-triangle coefficient table (20, N) the chunks read.
+_EX, _EY, _CX, _CY, _NTL = 0, 3, 6, 9, 12  # three rows each (one per edge); _NTL rows hold int32 0 / 1 bits
+_Z0, _GX, _GY, _X0, _Y0 = 15, 16, 17, 18, 19
+_ROWS = 20
+#: Barycentric-table rows (6, N + 1): l1 = a1 dx + b1 dy, l2 = a2 dx + b2 dy with (dx, dy) = p - v0; l0 = 1 - l1 - l2.
+#: The last column is all zeros: background pixels read it.
+_BX0, _BY0, _A1, _B1, _A2, _B2 = range(6)
+#: Vertices farther than this from the origin (pixels) make their triangle ignored: beyond it the float32 edge
+#: products (up to (2 * 2^60)^2 = 2^122) could overflow float32's 2^128 range.
+_GUARD = float(2 ** 60)
+#: Group of a triangle whose box is bigger than TILE (tiled), and of one that covers no pixel centre.
+_BIG, _NONE = TILE * TILE, TILE * TILE + 1
 
 
 @dataclasses.dataclass(frozen=True)
 class _Setup:
-    coef: torch.Tensor  # (20, N) float32 edge and depth-plane coefficients, N = B * F
-    bary: torch.Tensor  # (6, N) float32 barycentric coefficients
-    keep: torch.Tensor  # (n,) int64 flat indices of triangles that may cover a sample
-    origin: torch.Tensor  # (2, n) int64 first pixel (column, row) of each kept triangle's clipped box
-    extent: torch.Tensor  # (2, n) int64 box width, height in pixels (>= 1)
+    coef: object  # (20, N) float32 edge and depth-plane coefficients, N = B * F
+    bary: object  # (6, N + 1) float32 barycentric coefficients
+    box: object  # (4, N) int64 first pixel (column, row) and size (width, height) of the clipped box
+    group: object  # (N,) int64 (h - 1) * TILE + (w - 1) for boxes up to TILE; _BIG bigger; _NONE none
 
 
-def _setup(vertices: torch.Tensor, triangles: torch.Tensor, size: tuple[int, int], cull_backfaces: bool) -> _Setup:
-    """Per-triangle data over the flattened (B * F) triangle list, laid out (row, N) so rows are contiguous."""
+def _setup(ops: _Ops, vertices: torch.Tensor, triangles: torch.Tensor, size: tuple[int, int], cull_backfaces: bool,
+           scale: int) -> _Setup:
+    """Per-triangle data over the flattened (B * F) triangle list, rows contiguous, in slices of ``ops.limit``.
+    ``scale``: vertices' x, y are multiplied by it first (the fine grid of antialiased coverage)."""
+    xp = ops.xp
     w, h = size
     b, nv = vertices.shape[:2]
     f = triangles.shape[0]
-    idx = triangles.reshape(1, -1) + (torch.arange(b, device=vertices.device) * nv).view(b, 1)
-    corners = vertices.reshape(b * nv, 3).index_select(0, idx.view(-1)).view(b * f, 9).t().contiguous()  # (9, N)
-    x, y, z = corners[0::3], corners[1::3], corners[2::3]  # (3, N) each: one row per vertex
-    dx1, dy1, dz1 = x[1] - x[0], y[1] - y[0], z[1] - z[0]
-    dx2, dy2, dz2 = x[2] - x[0], y[2] - y[0], z[2] - z[0]
-    area = dx1 * dy2 - dy1 * dx2  # twice the signed area; > 0: clockwise on the y-down screen
-    lo_x, hi_x = x.amin(0), x.amax(0)
-    lo_y, hi_y = y.amin(0), y.amax(0)
-    # finite area implies finite x, y; the guard keeps the edge products inside float32's range
-    ok = (area != 0) & torch.isfinite(area) & torch.isfinite(z.sum(0))
-    ok &= (lo_x > -_GUARD) & (lo_y > -_GUARD) & (hi_x < _GUARD) & (hi_y < _GUARD)
-    if cull_backfaces:
-        ok &= area < 0
-    orient = torch.where(area > 0, 1.0, -1.0)
-    xa, ya = x.roll(-1, 0), y.roll(-1, 0)  # edge e runs from vertex e+1 to e+2 (it faces vertex e)
-    xb, yb = x.roll(-2, 0), y.roll(-2, 0)
-    # oriented direction (interior on the positive side); exact: xb - xa == -(xa - xb) in IEEE arithmetic
-    ex, ey = orient * (xb - xa), orient * (yb - ya)
-    swap = (xa > xb) | ((xa == xb) & (ya > yb))  # canonical base point: the lexicographically smaller end
-    top_left = (ey < 0) | ((ey == 0) & (ex > 0))  # interior below a horizontal edge, or right of a rising one
-    inv = 1.0 / torch.where(ok, area, torch.ones_like(area))
-    gx = (dz1 * dy2 - dz2 * dy1) * inv  # depth plane z = z0 + gx (px - x0) + gy (py - y0)
-    gy = (dz2 * dx1 - dz1 * dx2) * inv
-    coef = torch.cat([ex, ey, torch.where(swap, xb, xa), torch.where(swap, yb, ya), (~top_left).to(ex.dtype),
-                      z[0:1], gx[None], gy[None], x[0:1], y[0:1]])
-    bary = torch.stack([x[0], y[0], dy2 * inv, -dx2 * inv, -dy1 * inv, dx1 * inv])
-    # clipped box of pixel indices whose centres may be inside: ceil(min - 1/2) .. floor(max - 1/2)
+    n = b * f
+    flat = ops.array(vertices.reshape(-1))
+    tris = ops.array(triangles)
+    coef = ops.empty((_ROWS, n), ops.f32)
+    bary = ops.zeros((6, n + 1), ops.f32)
+    box = ops.empty((4, n), ops.i64)
+    group = ops.empty((n,), ops.i64)
     big = float(max(w, h)) + 1.0
-    lo = torch.stack([lo_x, lo_y]).clamp_(-1.0, big)
-    hi = torch.stack([hi_x, hi_y]).clamp_(-1.0, big)
-    i0 = torch.ceil(lo - 0.5).long().clamp_(min=0)
-    i1 = torch.minimum(torch.floor(hi - 0.5).long(), torch.tensor([[w - 1], [h - 1]], device=x.device))
-    ext = i1 - i0 + 1
-    ok &= (ext[0] > 0) & (ext[1] > 0)
-    keep = _nonzero(ok)[0]
-    return _Setup(coef=coef, bary=bary, keep=keep, origin=i0.index_select(1, keep),
-                  extent=ext.index_select(1, keep))
+    step = ops.limit
+    for bi in range(b):
+        for f0 in range(0, f, step):
+            f1 = min(f, f0 + step)
+            sl = slice(bi * f + f0, bi * f + f1)
+            x, y, z = [], [], []
+            for k in range(3):
+                i3 = (tris[f0:f1, k] + bi * nv) * 3
+                x.append(ops.take(flat, i3))
+                y.append(ops.take(flat, i3 + 1))
+                z.append(ops.take(flat, i3 + 2))
+            if scale != 1:
+                x = [xi * scale for xi in x]
+                y = [yi * scale for yi in y]
+            dx1, dy1, dz1 = x[1] - x[0], y[1] - y[0], z[1] - z[0]
+            dx2, dy2, dz2 = x[2] - x[0], y[2] - y[0], z[2] - z[0]
+            area = dx1 * dy2 - dy1 * dx2  # twice the signed area; > 0: clockwise on the y-down screen
+            lo_x, hi_x = xp.minimum(xp.minimum(x[0], x[1]), x[2]), xp.maximum(xp.maximum(x[0], x[1]), x[2])
+            lo_y, hi_y = xp.minimum(xp.minimum(y[0], y[1]), y[2]), xp.maximum(xp.maximum(y[0], y[1]), y[2])
+            # inside the guard (NaN compares false) x, y and the area are finite
+            ok = (area != 0) & (lo_x > -_GUARD) & (lo_y > -_GUARD) & (hi_x < _GUARD) & (hi_y < _GUARD)
+            ok &= xp.isfinite(z[0] + z[1] + z[2])
+            if cull_backfaces:
+                ok &= area < 0
+            orient = xp.sign(area)  # +-1 where ok
+            for e in range(3):  # edge e runs from vertex e+1 to e+2 (it faces vertex e)
+                xa, ya, xb, yb = x[(e + 1) % 3], y[(e + 1) % 3], x[(e + 2) % 3], y[(e + 2) % 3]
+                # oriented direction (interior on the positive side); exact: xb - xa == -(xa - xb) in IEEE
+                ex, ey = orient * (xb - xa), orient * (yb - ya)
+                swap = (xa > xb) | ((xa == xb) & (ya > yb))  # canonical base point: the lexicographically smaller end
+                not_top_left = (ey > 0) | ((ey == 0) & (ex <= 0))  # top-left: interior below a horizontal edge,
+                coef[_EX + e, sl] = ex  # or right of a rising one
+                coef[_EY + e, sl] = ey
+                coef[_CX + e, sl] = xp.minimum(xa, xb)  # the smaller x is the canonical end's (equal x: either)
+                coef[_CY + e, sl] = xp.where(swap, yb, ya)
+                coef[_NTL + e, sl] = ops.cast(not_top_left, ops.i32).view(ops.f32)
+            inv = 1.0 / xp.where(ok, area, ops.one)
+            coef[_Z0, sl] = z[0]
+            coef[_GX, sl] = (dz1 * dy2 - dz2 * dy1) * inv  # depth plane z = z0 + gx (px - x0) + gy (py - y0)
+            coef[_GY, sl] = (dz2 * dx1 - dz1 * dx2) * inv
+            coef[_X0, sl] = x[0]
+            coef[_Y0, sl] = y[0]
+            bary[_BX0, sl] = x[0]
+            bary[_BY0, sl] = y[0]
+            bary[_A1, sl] = dy2 * inv
+            bary[_B1, sl] = -dx2 * inv
+            bary[_A2, sl] = -dy1 * inv
+            bary[_B2, sl] = dx1 * inv
+            # clipped box of pixel indices whose centres may be inside: ceil(min - 1/2) .. floor(max - 1/2)
+            ext = []
+            for r, (lo, hi, m) in enumerate(((lo_x, hi_x, w), (lo_y, hi_y, h))):
+                i0 = ops.clip(ops.cast(xp.ceil(ops.clip(lo, -1.0, big) - 0.5), ops.i64), lo=0)
+                i1 = ops.clip(ops.cast(xp.floor(ops.clip(hi, -1.0, big) - 0.5), ops.i64), hi=m - 1)
+                box[r, sl] = i0
+                ext.append(i1 - i0 + 1)
+                box[2 + r, sl] = ext[-1]
+            ok &= (ext[0] > 0) & (ext[1] > 0)
+            small = (ext[0] <= TILE) & (ext[1] <= TILE)
+            g = xp.where(small, (ext[1] - 1) * TILE + (ext[0] - 1), _BIG)
+            group[sl] = xp.where(ok, g, _NONE)
+    return _Setup(coef=coef, bary=bary, box=box, group=group)
 
 
-#: A bucket's fixed cost (its ~30 torch calls) in units of one candidate sample's work: a bucket whose entries
-#: would cost fewer extra candidates than this in a larger existing bucket is merged into it. Measured on this
-#: 2-core CPU with 2 threads (BFM mesh at 512 and 1024 px; 20k, 50k and 100k tried): 50k was fastest.
-_BUCKET_COST = 50000
-#: Candidate samples per chunk of a bucket: bounds the (3, kh, kw, n) float32 edge tensor to 48 MiB.
-_MAX_CANDIDATES = 1 << 22
+# ---------------------------------------------------------------------------------------------------- plan
+@dataclasses.dataclass(frozen=True)
+class _Entries:
+    """Windows to enumerate, sorted by box size, with their triangles' coefficients in the same order: coef
+    (20, n), first pixel x0, y0 (n,) int64, flat triangle index j (n,) int64; chunks (start, stop, kw, kh)."""
+    coef: object
+    x0: object
+    y0: object
+    j: object
+    chunks: list
 
 
-def _merge_plan(counts: dict[tuple[int, int], int]) -> dict[tuple[int, int], tuple[int, int]]:
-    """Map each (width class, height class) to the bucket that processes it: small buckets, cheapest first, go
-    into the existing larger one that costs fewest extra candidates, while that is cheaper than their own."""
-    area = {g: SIZE_CLASSES[g[0]] * SIZE_CLASSES[g[1]] for g in counts}
-    groups = dict(counts)
-    target = {g: g for g in counts}
-    for g in sorted(counts, key=lambda g: counts[g] * area[g]):
-        best, into = _BUCKET_COST, None
-        for o in groups:
-            if o != g and o[0] >= g[0] and o[1] >= g[1]:
-                extra = groups[g] * (area[o] - area[g])
-                if extra < best:
-                    best, into = extra, o
-        if into is not None:
-            groups[into] += groups.pop(g)
-            for k, v in target.items():
-                if v == g:
-                    target[k] = into
-    return target
+def _plan_chunks(counts: list[int], limit: int) -> list[tuple[int, int, int, int]]:
+    """Cut entries sorted by group (counts[g] entries of group g = (h - 1) * TILE + (w - 1)) into chunks
+    (start, stop, kw, kh) of at most ``limit`` candidates (kw * kh per entry) and at most limit / 20 entries (the
+    coefficient gather) where the window allows: each group fills chunks of its own window; the group after it may
+    join the last one (its window grows to fit both) while the extra padding costs fewer than _CHUNK_COST
+    candidates."""
+    def capacity(kw: int, kh: int) -> int:
+        return max(1, min(limit // (kw * kh), limit // (3 * max(kw, kh))))
+
+    chunks: list[list[int]] = []
+    last = None  # [start, stop, kw, kh] of the last chunk while it may still take entries
+    pos = 0
+    for g, c in enumerate(counts):
+        if not c:
+            continue
+        gw, gh = g % TILE + 1, g // TILE + 1
+        end = pos + c
+        if last is not None:
+            mw, mh = max(last[2], gw), max(last[3], gh)
+            have = last[1] - last[0]
+            take = min(c, capacity(mw, mh) - have)
+            if take > 0 and have * (mw * mh - last[2] * last[3]) + take * (mw * mh - gw * gh) <= _CHUNK_COST:
+                last[1] += take
+                last[2], last[3] = mw, mh
+                pos += take
+        cap = capacity(gw, gh)
+        while pos < end:
+            take = min(cap, end - pos)
+            last = [pos, pos + take, gw, gh]
+            chunks.append(last)
+            pos += take
+    return [tuple(ch) for ch in chunks]
 
 
-def _buckets(st: _Setup, size: tuple[int, int], n_tri: int):
-    """Group (triangle, window origin) entries by window class; yields (kw, kh, tri, base, x0, y0) per bucket
-    (base: the window's first pixel in the flat (B * H * W) image), the triangles of a bucket in raster order of
-    their windows (so the z-buffer is written nearly in order)."""
-    w, h = size
-    keep, ext = st.keep, st.extent
-    dev = keep.device
-    ncls = len(SIZE_CLASSES)
-    classes = torch.tensor(SIZE_CLASSES, device=dev)
-    step = int(SIZE_CLASSES[-1])
-    cls = torch.searchsorted(classes, ext).clamp_(max=ncls - 1)  # (2, n) class index per axis
-    tri, x0, y0 = keep, st.origin[0], st.origin[1]
-    big = (ext > step).any(0)
-    if bool(big.any()):
-        # tile boxes bigger than the last class: each tile is one entry with the last class on that axis
-        kb = _nonzero(big)[0]
-        nt = (ext[:, kb] + step - 1) // step  # tiles per axis
+def _plan(ops: _Ops, st: _Setup) -> list[_Entries]:
+    """Entry lists: whole boxes up to TILE, then the tiles of bigger boxes."""
+    order, counts = ops.group_order(st.group, _NONE + 1)
+    n_small, n_big = sum(counts[:_BIG]), counts[_BIG]
+    out = []
+    if n_small:
+        j = order[:n_small]
+        out.append(_Entries(ops.take(st.coef, j), ops.take(st.box[0], j), ops.take(st.box[1], j), j,
+                            _plan_chunks(counts[:_BIG], ops.limit)))
+    if n_big:
+        kb = order[n_small:n_small + n_big]
+        box = ops.take(st.box, kb)
+        nt = (box[2:] + (TILE - 1)) // TILE  # tiles per axis
         count = nt[0] * nt[1]
-        rep = torch.repeat_interleave(torch.arange(kb.numel(), device=dev), count)
-        first = torch.cumsum(count, 0) - count
-        local = torch.arange(rep.numel(), device=dev) - first[rep]
-        tx, ty = local % nt[0, rep], local // nt[0, rep]
-        small = _nonzero(~big)[0]
-        cls = torch.cat([cls[:, small], cls[:, kb][:, rep]], 1)
-        tri = torch.cat([keep[small], keep[kb][rep]])
-        x0 = torch.cat([x0[small], x0[kb][rep] + tx * step])
-        y0 = torch.cat([y0[small], y0[kb][rep] + ty * step])
-    group = cls[0] * ncls + cls[1]
-    hist = torch.bincount(group, minlength=ncls * ncls).tolist()
-    plan = _merge_plan({(g // ncls, g % ncls): c for g, c in enumerate(hist) if c})
-    remap = list(range(ncls * ncls))
-    for (a, b), (ta, tb) in plan.items():
-        remap[a * ncls + b] = ta * ncls + tb
-    group = torch.tensor(remap, device=dev).index_select(0, group)
-    kws = classes.clamp(max=w).index_select(0, group // ncls)
-    khs = classes.clamp(max=h).index_select(0, group % ncls)
-    # keep each window inside the image: it still contains the clipped box (which is inside)
-    x0 = torch.minimum(x0, w - kws)
-    y0 = torch.minimum(y0, h - khs)
-    base = (tri // n_tri) * (h * w) + y0 * w + x0
-    order = torch.sort(group * (base.max() + 1) + base)[1]
-    group, tri, base, x0, y0 = (a.index_select(0, order) for a in (group, tri, base, x0, y0))
-    uniq, counts = torch.unique_consecutive(group, return_counts=True)
-    start = 0
-    for g, c in zip(uniq.tolist(), counts.tolist()):
-        kw, kh = min(SIZE_CLASSES[g // ncls], w), min(SIZE_CLASSES[g % ncls], h)
-        per = max(1, _MAX_CANDIDATES // (kw * kh))  # entries per chunk: bounded memory for huge triangles
-        for lo in range(start, start + c, per):
-            sl = slice(lo, min(lo + per, start + c))
-            yield kw, kh, tri[sl], base[sl], x0[sl], y0[sl]
-        start += c
+        rep = ops.repeat(ops.arange(0, n_big, ops.i64), count)
+        first = ops.cumsum(count) - count
+        local = ops.arange(0, int(count.sum()), ops.i64) - ops.take(first, rep)
+        ntx = ops.take(nt[0], rep)
+        ty = local // ntx
+        tx = (local - ty * ntx) * TILE
+        ty = ty * TILE
+        tw = ops.clip(ops.take(box[2], rep) - tx, hi=TILE)
+        th = ops.clip(ops.take(box[3], rep) - ty, hi=TILE)
+        tile_order, tile_counts = ops.group_order((th - 1) * TILE + (tw - 1), _BIG)
+        rep = ops.take(rep, tile_order)
+        j = ops.take(kb, rep)
+        out.append(_Entries(ops.take(st.coef, j), ops.take(box[0], rep) + ops.take(tx, tile_order),
+                            ops.take(box[1], rep) + ops.take(ty, tile_order), j,
+                            _plan_chunks(tile_counts, ops.limit)))
+    return out
 
 
-def _ordered_bits(z: torch.Tensor) -> torch.Tensor:
-    """float32 -> int32 whose signed order equals the floats' order (the usual sign-magnitude flip); it is its
-    own inverse on the int32 side."""
-    bits = z.contiguous().view(torch.int32)
+# ---------------------------------------------------------------------------------------------------- z-buffer
+def _ordered_bits(z):
+    """float32 -> int32 (both backends) whose signed order equals the floats' order (the usual sign-magnitude flip);
+    it is its own inverse on the int32 side."""
+    bits = z.view(torch.int32 if isinstance(z, torch.Tensor) else np.int32)
     return bits ^ ((bits >> 31) & 0x7FFFFFFF)
 
 
-def _zbuffer(st: _Setup, size: tuple[int, int], batch: int, n_tri: int) -> torch.Tensor:
-    """(B * H * W,) int64 keys of the nearest covering triangle per pixel centre (_KEY_EMPTY where none).
+def _zbuffer(ops: _Ops, st: _Setup, size: tuple[int, int], batch: int, n_tri: int, coverage_only: bool = False):
+    """(B * H * W,) int64 keys of the nearest covering triangle per pixel centre (_KEY_EMPTY where none); with
+    ``coverage_only`` (B * H * W,) bool: some triangle covers the centre.
 
-    A bucket's candidates are laid out (kh, kw, n) with the triangle innermost, so every broadcast below runs
+    A chunk's candidates are laid out (kh, kw, n) with the triangle innermost, so every broadcast below runs
     over a contiguous inner dimension (measured: 5-10x faster than (n, kh, kw) with its short inner loops)."""
+    xp = ops.xp
     w, h = size
-    dev = st.coef.device
-    zbuf = torch.full((batch * h * w,), _KEY_EMPTY, dtype=torch.int64, device=dev)
-    if st.keep.numel() == 0:
-        return zbuf
-    top = SIZE_CLASSES[-1]
-    centres = torch.arange(top, device=dev, dtype=torch.float32) + 0.5
-    steps = torch.arange(top, device=dev)
-    inf = torch.tensor(float("inf"), device=dev)
-    for kw, kh, tri, base, x0, y0 in _buckets(st, size, n_tri):
-        n = tri.numel()
-        c = st.coef.index_select(1, tri).view(20, 1, 1, n)
-        py = y0.to(torch.float32) + centres[:kh].view(kh, 1, 1)  # (kh, 1, n) pixel centres, exact
-        px = x0.to(torch.float32) + centres[:kw].view(1, kw, 1)  # (1, kw, n)
-        # edge e's function is u - v with u = ex (py - cy), v = ey (px - cx): bit-identical, negated, for the
-        # triangle across the edge. Covered iff u - v >= 0 on a top-left edge and > 0 otherwise; the latter is
-        # u - nextafter(v, +inf) >= 0, exact in IEEE arithmetic. All three edges at once: (3, kh, kw, n).
-        u = c[_EX:_EX + 3] * (py - c[_CY:_CY + 3])  # (3, kh, 1, n)
-        v = c[_EY:_EY + 3] * (px - c[_CX:_CX + 3])  # (3, 1, kw, n)
-        v = torch.where(c[_NTL:_NTL + 3] > 0, torch.nextafter(v, inf), v)
-        rc, t = _nonzero((u - v).amin(0).view(kh * kw, n) >= 0)
-        if t.numel() == 0:
-            continue
-        c = c.view(20, n)
-        depth = (c[_Z0] + c[_GY] * (py - c[_Y0])) + c[_GX] * (px - c[_X0])  # (kh, kw, n) planes
-        zs = depth.view(-1).index_select(0, rc * n + t)
-        offs = (steps[:kh] * w).view(kh, 1) + steps[:kw]
-        pix = base.index_select(0, t) + offs.view(-1).index_select(0, rc)
-        key = (_ordered_bits(zs).to(torch.int64) << 32) | tri.index_select(0, t)
-        zbuf.scatter_reduce_(0, pix, key, "amin", include_self=True)
+    if coverage_only:
+        zbuf = ops.zeros((batch * h * w,), ops.bool)
+    else:
+        zbuf = ops.full((batch * h * w,), _KEY_EMPTY, ops.i64)
+    centres = (ops.arange(0, TILE, ops.f32) + 0.5).reshape(TILE, 1)
+    steps = ops.arange(0, TILE, ops.i64)
+    offsets: dict[tuple[int, int], object] = {}
+    for ent in _plan(ops, st):
+        for s0, s1, kw, kh in ent.chunks:
+            kw, kh = min(kw, w), min(kh, h)
+            n = s1 - s0
+            c = ent.coef[:, s0:s1]
+            # keep each window inside the image: it still contains the clipped box (which is inside)
+            x0 = ops.clip(ent.x0[s0:s1], hi=w - kw)
+            y0 = ops.clip(ent.y0[s0:s1], hi=h - kh)
+            py = ops.cast(y0, ops.f32) + centres[:kh]  # (kh, n) pixel centres, exact
+            px = ops.cast(x0, ops.f32) + centres[:kw]  # (kw, n)
+            # edge e's function is u - v with u = ex (py - cy), v = ey (px - cx): bit-identical, negated, for the
+            # triangle across the edge. Covered iff u - v >= 0 on a top-left edge and u - v > 0 otherwise; the
+            # latter is u - nextafter(v, +inf) >= 0, exact in IEEE arithmetic. nextafter(v, +inf) of a finite v is
+            # v's bits + 1 (v >= +0; -0 is made +0 first) or - 1 (v < 0), done on the int32 view.
+            u = c[_EX:_EX + 3].reshape(3, 1, n) * (py - c[_CY:_CY + 3].reshape(3, 1, n))  # (3, kh, n)
+            v = c[_EY:_EY + 3].reshape(3, 1, n) * (px - c[_CX:_CX + 3].reshape(3, 1, n)) + 0.0  # (3, kw, n)
+            vb = v.view(ops.i32)
+            vb += c[_NTL:_NTL + 3].view(ops.i32).reshape(3, 1, n) * (1 - ((vb >> 31) & 2))
+            d = u.reshape(3, kh, 1, n) - v.reshape(3, 1, kw, n)  # (3, kh, kw, n)
+            idx = ops.flatnonzero(xp.amin(d, 0) >= 0)  # covered candidates, into (kh, kw, n)
+            if idx.shape[0] == 0:
+                continue
+            rc = idx // n
+            t = idx - rc * n
+            off = offsets.get((kw, kh))
+            if off is None:
+                off = offsets[(kw, kh)] = ((steps[:kh] * w).reshape(kh, 1) + steps[:kw]).reshape(-1)
+            j = ent.j[s0:s1]
+            base = y0 * w + x0
+            if batch > 1:
+                bi = j // n_tri
+                base = base + bi * (h * w)
+                j = j - bi * n_tri  # the triangle's index in the mesh
+            pix = ops.take(base, t) + ops.take(off, rc)
+            if coverage_only:
+                ops.mark(zbuf, pix)
+                continue
+            zrow = c[_Z0] + c[_GY] * (py - c[_Y0])  # (kh, n) depth planes
+            zcol = c[_GX] * (px - c[_X0])  # (kw, n)
+            zs = ops.take((zrow.reshape(kh, 1, n) + zcol.reshape(1, kw, n)).reshape(-1), idx)
+            key = (ops.cast(_ordered_bits(zs), ops.i64) << 32) | ops.take(j, t)
+            ops.scatter_min(zbuf, pix, key)
     return zbuf
+
+
+def _resolve(ops: _Ops, keys, st: _Setup, size: tuple[int, int], batch: int, n_tri: int):
+    """tri_id (B*H*W,) int64 (the keys' buffer, overwritten), depth (B*H*W,) float32, bary (B*H*W, 3) float32 and
+    hit (B*H*W,) float32 from the z-buffer keys, image by image in bands of whole rows (``ops.limit`` pixels where a
+    row fits)."""
+    xp = ops.xp
+    w, h = size
+    m = batch * h * w
+    depth = ops.empty((m,), ops.f32)
+    bary = ops.empty((m, 3), ops.f32)
+    hitf = ops.empty((m,), ops.f32)
+    rows = max(1, ops.limit // w)
+    xs = ops.arange(0, w, ops.f32) + 0.5
+    none = st.bary.shape[1] - 1  # the all-zero column
+    for bi in range(batch):
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            sl = slice((bi * h + r0) * w, (bi * h + r1) * w)
+            k = keys[sl]
+            hit = k != _KEY_EMPTY
+            low = k & _LOW32  # the winner's index in the mesh; 2^32 - 1 where none
+            depth[sl] = xp.where(hit, _ordered_bits(ops.cast(k >> 32, ops.i32)).view(ops.f32), ops.inf)
+            hitf[sl] = hit
+            # barycentrics of the pixel centre in the winner, from vertex 0 (small offsets keep float32 accurate)
+            cb = ops.take(st.bary, ops.clip(low + bi * n_tri, hi=none) if bi else ops.clip(low, hi=none))
+            cb = cb.reshape(6, r1 - r0, w)
+            ys = (ops.arange(r0, r1, ops.f32) + 0.5).reshape(-1, 1)
+            ddx = xs - cb[_BX0]
+            ddy = ys - cb[_BY0]
+            l1 = cb[_A1] * ddx + cb[_B1] * ddy  # background: the zero column gives +0
+            l2 = cb[_A2] * ddx + cb[_B2] * ddy
+            out = bary[sl].reshape(r1 - r0, w, 3)
+            out[..., 0] = (1.0 - l1 - l2) * hitf[sl].reshape(r1 - r0, w)
+            out[..., 1] = l1
+            out[..., 2] = l2
+            k[...] = ((low + 1) & _LOW32) - 1  # tri_id: -1 where none
+    return keys, depth, bary, hitf
 
 
 def rasterise(vertices: torch.Tensor, triangles: torch.Tensor, size: Sequence[int], *,
@@ -333,8 +546,8 @@ def rasterise(vertices: torch.Tensor, triangles: torch.Tensor, size: Sequence[in
             (clockwise on the screen).
         samples: 1, or k * k (4, 9, 16) for antialiased coverage: ``mask`` becomes the fraction of a regular
             k x k grid of samples ((i + (a + 0.5) / k, j + (b + 0.5) / k), a, b < k) that some triangle covers,
-            found by rasterising at k times the resolution (about k * k times the cost). tri_id, bary and depth
-            always come from the single pixel-centre sample, so ``mask`` may be fractional where tri_id is -1.
+            found by rasterising coverage (no depth test) at k times the resolution. tri_id, bary and depth always
+            come from the single pixel-centre sample, so ``mask`` may be fractional where tri_id is -1.
 
     Returns:
         :class:`Raster` on the vertices' device.
@@ -350,41 +563,24 @@ def rasterise(vertices: torch.Tensor, triangles: torch.Tensor, size: Sequence[in
     if k < 1 or k * k != samples:
         raise InputError(f"samples must be a square number of samples per pixel (1, 4, 9, 16), got {samples!r}")
     b, f = vertices.shape[0], tris.shape[0]
-    dev = vertices.device
-    st = _setup(vertices, tris, (w, h), cull_backfaces)
-    keys = _zbuffer(st, (w, h), b, f)
-    hit = keys != _KEY_EMPTY
-    lin = _nonzero(hit)[0]  # covered pixels of the flat (B * H * W) image
-    if b > 1:
-        bi = lin // (h * w)
-        rest = lin - bi * (h * w)
-    else:
-        bi, rest = None, lin
-    yi = rest // w
-    xi = rest - yi * w
-    ksel = keys.index_select(0, lin)
-    flat = ksel & _LOW32  # index into the flattened (B * F) triangle list
-    tri_id = torch.full((b * h * w,), -1, dtype=torch.int64, device=dev)
-    tri_id.scatter_(0, lin, flat - bi * f if bi is not None else flat)
-    depth = torch.full((b * h * w,), float("inf"), dtype=torch.float32, device=dev)
-    depth.scatter_(0, lin, _ordered_bits((ksel >> 32).to(torch.int32)).view(torch.float32))
-    # barycentrics of the pixel centre in the winner, from vertex 0 (small offsets keep float32 accurate)
-    cb = st.bary.index_select(1, flat)  # (6, m)
-    ddx = (xi.to(torch.float32) + 0.5) - cb[_BX0]
-    ddy = (yi.to(torch.float32) + 0.5) - cb[_BY0]
-    l1 = cb[_A1] * ddx + cb[_B1] * ddy
-    l2 = cb[_A2] * ddx + cb[_B2] * ddy
-    bary = torch.zeros(b * h * w, 3, dtype=torch.float32, device=dev)
-    bary.scatter_(0, lin.view(-1, 1).expand(-1, 3), torch.stack([1.0 - l1 - l2, l1, l2], 1))
-    if k == 1:
-        mask = hit.to(torch.float32)
-    else:
-        fine = vertices.clone()
-        fine[..., :2] *= k
-        sub = _zbuffer(_setup(fine, tris, (w * k, h * k), cull_backfaces), (w * k, h * k), b, f) != _KEY_EMPTY
-        mask = torch.nn.functional.avg_pool2d(sub.view(b, 1, h * k, w * k).to(torch.float32), k)
-    return Raster(tri_id=tri_id.view(b, h, w), bary=bary.view(b, h, w, 3), depth=depth.view(b, h, w),
-                  mask=mask.view(b, 1, h, w))
+    ops = _Ops(vertices.device)
+    vertices = vertices.detach()
+    with np.errstate(all="ignore"):  # NaN / inf of ignored triangles, in the numpy path
+        st = _setup(ops, vertices, tris, (w, h), cull_backfaces, 1)
+        keys = _zbuffer(ops, st, (w, h), b, f)
+        tri_id, depth, bary, hit = _resolve(ops, keys, st, (w, h), b, f)
+        if k == 1:
+            mask = hit
+        else:
+            fine = _setup(ops, vertices, tris, (w * k, h * k), cull_backfaces, k)
+            sub = _zbuffer(ops, fine, (w * k, h * k), b, f, coverage_only=True).reshape(b * h, k, w, k)
+            mask = ops.empty((b * h, w), ops.f32)
+            rows = max(1, ops.limit // (k * k * w))
+            for r0 in range(0, b * h, rows):
+                # the covered count of each k x k block is exact in float32; / k^2 rounds as avg_pool2d's does
+                mask[r0:r0 + rows] = ops.box_sum(sub[r0:r0 + rows], k) / (k * k)
+    return Raster(tri_id=ops.tensor(tri_id).view(b, h, w), bary=ops.tensor(bary).view(b, h, w, 3),
+                  depth=ops.tensor(depth).view(b, h, w), mask=ops.tensor(mask).view(b, 1, h, w))
 
 
 # ---------------------------------------------------------------------------------------------------- attributes
