@@ -221,12 +221,14 @@ def run_on_ray(template: str, assignments: Mapping[str, Any], frames: tuple[int,
                handles: int, address: str | None = None, workers: int | None = None, input_dir: str = "",
                output_dir: str = "", cache_dir: str = "", retries: int = 2,
                progress: progress_mod.Reporter | None = None,
-               chunk_fn: Callable[..., dict] | None = None) -> dict:
+               chunk_fn: Callable[..., dict] | None = None, analysis_pass: bool | None = None) -> dict:
     """Run ``template`` over ``frames`` in chunks of ``chunk`` frames on a pool of Ray actors.
 
     Convention: ``frames`` is an inclusive (first, last) pair of frame numbers; each chunk is run by
     ``plugin.chunks.run_chunk(template, assignments, (a, b), handles, input_dir=, output_dir=, cache_dir=)``
-    (``chunk_fn`` replaces it, for tests: it must be picklable by cloudpickle, e.g. a closure). Relative
+    (``chunk_fn`` replaces it, for tests: it must be picklable by cloudpickle, e.g. a closure, and take the
+    extra keywords ``shot`` and ``analysis_pass``). ``analysis_pass``: run every chunk's analysis pass first
+    (:func:`chunk_passes`; None: when the template has Analyse Shot, and never for a ``chunk_fn``). Relative
     folders and a template file path are made absolute on this machine before they travel. ``workers``: how
     many actors (default: as many as the cluster has GPUs, else CPUs; never more than there are chunks; on a
     running cluster never more than it can hold). ``retries``: how many more times a failed chunk runs, each
@@ -235,7 +237,8 @@ def run_on_ray(template: str, assignments: Mapping[str, Any], frames: tuple[int,
 
     Returns a JSON-able summary: ``engine``, ``frames``, ``chunk``, ``handles``, ``workers``, ``resources``
     ("gpu" | "cpu"), ``retries`` (chunk runs that failed and were retried), ``startup_s`` (start / connect the
-    cluster), ``actors_s`` (until every actor had started), ``seconds`` (the whole job) and ``chunks``: per
+    cluster), ``actors_s`` (until every actor had started), ``analysis_s`` (the analysis pass; 0 without one),
+    ``seconds`` (the whole job) and ``chunks`` (the render pass): per
     chunk in frame order ``{"frames", "attempts", "pid", "seconds" (inside the actor), "round_trip_s"
     (dispatch to result, seen by this process), "start_delay_s" (dispatch to the actor starting it, by the
     two machines' wall clocks), "summary" (what run_chunk returned)}``.
@@ -261,7 +264,8 @@ def run_on_ray(template: str, assignments: Mapping[str, Any], frames: tuple[int,
         log.warning("no --cache folder: each node of the Ray cluster keeps its own shot cache; give one on "
                     "storage every node sees so the chunks of a shot share it (and facegraph merge can use it)")
     folders = (_absolute(input_dir), _absolute(output_dir), _absolute(cache_dir) if cache_dir else "")
-    job = _Job(ray, str(_template_path(template)), dict(assignments), plan, handles, folders, retries, chunk_fn)
+    job = _Job(ray, str(_template_path(template)), dict(assignments), plan, handles, folders, retries, chunk_fn,
+               analysis_pass)
     t0 = time.perf_counter()
     conn = _connect(ray, address, min(workers or os.cpu_count() or 1, len(plan)))
     try:
@@ -278,10 +282,11 @@ def run_on_ray(template: str, assignments: Mapping[str, Any], frames: tuple[int,
 
 class _Job:
     def __init__(self, ray, template: str, assignments: dict, plan: list[tuple[int, int]], handles: int,
-                 folders: tuple[str, str, str], retries: int, chunk_fn) -> None:
+                 folders: tuple[str, str, str], retries: int, chunk_fn, analysis_pass: bool | None) -> None:
         self.ray, self.template, self.assignments, self.plan = ray, template, assignments, plan
         self.handles, self.folders, self.retries, self.chunk_fn = handles, folders, retries, chunk_fn
-        self.passes = chunk_passes(template, assignments, plan, chunk_fn)
+        self.passes = chunk_passes(template, assignments, plan,
+                                   analysis_pass if chunk_fn is None else bool(analysis_pass))
         self.extra: dict = {}
 
     def _new_actor(self):
@@ -308,17 +313,21 @@ class _Job:
         try:
             self._wait_ready(actors)
             actors_s = time.perf_counter() - t0
-            failures = 0
+            failures, analysis_s = 0, 0.0
             for extra in self.passes:
                 self.extra = extra
+                t_pass = time.perf_counter()
                 records, failed = self._loop(actors)
                 failures += failed
+                if extra.get("analysis_pass"):
+                    analysis_s = time.perf_counter() - t_pass
         finally:
             for actor in actors:
                 with contextlib.suppress(Exception):
                     ray.kill(actor, no_restart=True)
         return {"engine": "ray", "workers": want, "resources": "gpu" if "num_gpus" in options else "cpu",
-                "retries": failures, "actors_s": round(actors_s, 3), "chunks": records}
+                "retries": failures, "actors_s": round(actors_s, 3), "analysis_s": round(analysis_s, 3),
+                "chunks": records}
 
     def _wait_ready(self, actors: list) -> None:
         ray = self.ray
@@ -455,41 +464,43 @@ class Engine:
 
 
 def chunk_passes(template: str, assignments: Mapping[str, Any], plan: list[tuple[int, int]],
-                 chunk_fn: Callable[..., dict] | None) -> list[dict]:
-    """The passes of a chunked job over ``plan``, as the extra keyword arguments of each chunk's run_chunk:
-    an analysis pass first when the template has a shot analysis node (every chunk's frames into the shot
-    cache, so each render chunk decides tracks and smoothing over the whole shot, as a single run), then the
-    render pass; both know the shot (the plan's whole range). A stand-in ``chunk_fn`` (tests) gets one pass
-    and no extra arguments."""
-    if chunk_fn is not None:
-        return [{}]
-    from .chunks import needs_analysis_pass
-
+                 analysis_pass: bool | None) -> list[dict]:
+    """The passes of a chunked job over ``plan``, as the extra keyword arguments of each chunk's run_chunk
+    (``shot``, ``analysis_pass``): an analysis pass first (every chunk's frames into the shot cache, so each
+    render chunk decides tracks and smoothing over the whole shot, as a single run) when ``analysis_pass`` is
+    True, or None (auto) and the template has a shot analysis node and there is more than one chunk; then the
+    render pass. Both know the shot (the plan's whole range)."""
     shot = (plan[0][0], plan[-1][1])
+    if analysis_pass is None:
+        from .chunks import needs_analysis_pass
+
+        analysis_pass = len(plan) > 1 and needs_analysis_pass(template, assignments)
     render = {"shot": shot}
-    return ([{"shot": shot, "analysis_pass": True}, render] if len(plan) > 1 and needs_analysis_pass(template, assignments)
-            else [render])
+    return [{"shot": shot, "analysis_pass": True}, render] if analysis_pass else [render]
 
 
 def run_local(template: str, assignments: Mapping[str, Any], frames: tuple[int, int], *, chunk: int,
               handles: int, input_dir: str = "", output_dir: str = "", cache_dir: str = "",
-              progress: progress_mod.Reporter | None = None, chunk_fn: Callable[..., dict] | None = None) -> dict:
+              progress: progress_mod.Reporter | None = None, chunk_fn: Callable[..., dict] | None = None,
+              analysis_pass: bool | None = None) -> dict:
     """The same job as :func:`run_on_ray`, chunk after chunk in this process (no retries: an error stops it)."""
     from .chunks import plan_chunks
 
     if not isinstance(chunk, int) or chunk < 1:
         raise InputError(f"chunk must be a whole number of frames >= 1, got {chunk!r}")
     plan = [tuple(int(f) for f in c) for c in plan_chunks(tuple(frames), chunk)]
-    passes = chunk_passes(template, assignments, plan, chunk_fn)
+    passes = chunk_passes(template, assignments, plan, analysis_pass if chunk_fn is None else bool(analysis_pass))
     if chunk_fn is None:
         from .chunks import run_chunk as chunk_fn
     t_job = time.perf_counter()
     with contextlib.ExitStack() as stack:
         if progress is not None:
             stack.enter_context(progress_mod.reporting(progress))
+        analysis_s = 0.0
         for extra in passes:
             records = []
             first = extra.get("analysis_pass", False)
+            t_pass = time.perf_counter()
             with progress_mod.task(sum(b - a + 1 for a, b in plan),
                                    f"{'analysis pass: ' if first else ''}{len(plan)} chunks") as bar:
                 for a, b in plan:
@@ -499,7 +510,9 @@ def run_local(template: str, assignments: Mapping[str, Any], frames: tuple[int, 
                     records.append({"frames": [a, b], "attempts": 1, "pid": os.getpid(),
                                     "seconds": round(time.perf_counter() - t0, 4), "summary": summary})
                     bar.advance(b - a + 1)
-    return {"engine": "local", "workers": 1, "resources": "cpu", "retries": 0, "frames": [int(frames[0]),
+            if first:
+                analysis_s = time.perf_counter() - t_pass
+    return {"engine": "local", "analysis_s": round(analysis_s, 3), "workers": 1, "resources": "cpu", "retries": 0, "frames": [int(frames[0]),
             int(frames[1])], "chunk": chunk, "handles": handles, "seconds": round(time.perf_counter() - t_job, 3),
             "chunks": records}
 
