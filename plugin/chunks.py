@@ -14,14 +14,19 @@ What a chunk does (the frame window, core/frame_window.py, set for the run):
   a ``facegraph_chunk.json`` manifest. An output input is recognised by its tooltip (core.paths.OUTPUT_TIP), a
   frame sequence by its frame token (``####``, ``%04d``, ``$F4``): no node needs to know about chunks.
 
-Shot-level state (track ids, smoothing over the whole shot, the 3DMM identity) is decided once per shot by
-:func:`merge`: Analyse Shot keeps every analysed frame in the shot cache (``cache_dir``: ``--cache DIR``, shared
-by the farm's workers, keyed by each frame's content), the chunks together analyse every frame of the shot, and
-the merge runs the graph's tracking-export branch over the whole shot from that cache (no model runs again), so
-the merged export equals a single run's, track ids included. Templates that read a tracking export
-(unstabilise) then render chunks that equal a single run exactly; a template that analyses inline (analyse
-shot's crops, face paint, face replace) smooths each chunk over its own frames and handles: the difference to a
-single run falls with the handles (bench/chunks.py and tests/plugin/test_chunks.py measure it).
+Shot-level state (track ids, the main track, smoothing over the whole shot, face replace's colour match) is
+decided once per shot, from the shot cache (``cache_dir``: ``--cache DIR``, shared by the farm's workers, keyed by
+each frame's content), which holds every analysed frame:
+
+- the analysis pass (``analysis_pass``: ``--analysis-pass``) runs only the shot analysis nodes (Analyse Shot and
+  what feeds them) on each chunk's own frames, filling the cache; the engines and farm jobs run it over every
+  chunk first (:func:`needs_analysis_pass`);
+- a chunk that knows its shot (``shot``: ``--shot``) and finds every frame of it in the cache tracks and smooths
+  the whole shot (models/shot.py ``analyse_shot``) and keeps its own frames and handles of the result, so it
+  writes exactly a single run's frames; a chunk that does not smooths over its frames and handles only (close,
+  not equal; it logs a warning);
+- :func:`merge` runs the graph's tracking-export branch over the whole shot from the cache (no model runs again),
+  so the merged export equals a single run's, track ids included.
 
 :func:`run_chunk` is importable and picklable (plain arguments, a JSON-able result) for any engine that
 distributes chunks (Ray, a farm worker).
