@@ -1,4 +1,4 @@
-"""A triangle rasteriser in plain torch (CPU and CUDA, one code path, no compiled extension).
+"""A triangle rasteriser in plain torch / numpy (CPU and CUDA, one algorithm, no compiled extension).
 
 Convention:
     vertices   (B, V, 3) float32 in *screen space*: x, y in pixel-area coordinates of the output image
@@ -15,27 +15,28 @@ centre on it exactly once. The rule is exact in float32: each edge function is e
 endpoints in one canonical order (lexicographic in (x, y)), so the two triangles on either side of an edge compute
 bit-identical values of opposite sign. Visibility: nearest depth wins (ties: the lower triangle index).
 
-Precision: everything is float32 (edge functions, depth planes, barycentrics); exact where it matters (the
-coverage test and the tie rule above, which compare float32 values evaluated identically on both sides of an
-edge), and screen-space barycentrics are taken from vertex 0 with small pixel offsets (|error| ~ 1e-6 for
-triangles of a few pixels). Depth is the triangle's plane evaluated at the centre, ~ 1e-7 relative.
+Precision: float32 throughout (edge functions, depth planes, barycentrics), which is exact where it matters: the
+coverage test and the tie rule compare float32 values that both triangles of an edge evaluate identically; depth is
+the triangle's plane at the centre (~1e-7 relative); screen-space barycentrics are taken from vertex 0 with small
+pixel offsets (~1e-6 absolute for triangles of a few pixels). float64 would double the memory traffic for nothing.
 
-Algorithm: every triangle enumerates the pixel centres of its clipped bounding box (boxes over ``TILE`` px are cut
-into TILE x TILE tiles). Triangles are sorted by their exact box (width, height) and processed in chunks of equal
-windows: a chunk is a dense (kh, kw, n) block, triangles innermost, whose three edge functions are compared by
-broadcasting per-triangle row terms (kh, n) against column terms (kw, n) (no per-pixel gathers). Adjacent chunks
-of near-equal windows are merged when the extra padding costs less than a chunk's fixed cost (``_CHUNK_COST``).
-Covered candidates are packed into one int64 key per sample (depth's order-preserving float bits in the high 32
-bits, triangle index in the low 32) and resolved into the z-buffer with ``scatter_reduce(..., "amin")``; triangle
-id, depth and barycentrics are then read out per pixel for the winners.
+Algorithm: every triangle enumerates the pixel centres of its clipped bounding box; boxes over ``TILE`` px are cut
+into TILE x TILE tiles. Triangles are sorted by their exact box size (width, height) - a stable radix sort of one
+small key, so mesh order (which is spatially coherent) is kept within a size - with their coefficients gathered
+once in that order, and processed in chunks of one window size: a chunk is a dense (kh, kw, n) block, triangles
+innermost, whose three edge functions are compared by broadcasting per-triangle row terms (kh, n) against column
+terms (kw, n) (no per-pixel gathers). A group too small to fill a chunk joins the next group's chunk (the window
+grows to fit both) while the extra padding costs less than a chunk's fixed cost (``_CHUNK_COST``). Covered
+candidates are packed into one int64 key per sample (depth's order-preserving float bits in the high 32 bits,
+triangle index in the low 32) and resolved into the z-buffer by a scatter-min; triangle id, depth and barycentrics
+are then read out per pixel from the winners' keys, in bands of rows.
 
-Threads: on CPU tensors every torch op here works on fewer than ``CPU_CHUNK`` + 1 = 32768 elements, ATen's
-``at::internal::GRAIN_SIZE`` below which an op runs on the calling thread, so the rasteriser never enters an
-OpenMP parallel region. Measured on this 2-core machine shared with other jobs: with 2 torch threads and the
-default (spinning) OpenMP wait policy, an op above the grain size waits 4-8 ms whenever the second core is busy,
-and the previous rasteriser (a few hundred such ops) took 0.5-1.4 s instead of 0.1 s at 1024 px. Other devices use
-chunks of ``_MAX_CANDIDATES``. On CPU, compaction (nonzero) and the small-key sort use numpy on zero-copy views
-(faster here than torch's); CUDA runs the same code with torch's, and a test holds both paths to identical rasters.
+Backends: the kernel is written once against a small set of array operations (``_Ops``). CPU tensors run it in
+numpy on zero-copy views: numpy never starts threads and costs ~1 us per call (torch ~5 us). Measured on this
+2-core machine shared with other jobs: with 2 torch threads and the default (spinning) OpenMP wait policy, a torch
+op big enough to be split over threads waits 4-8 ms whenever the other core is busy, and the previous
+all-torch rasteriser (a few hundred such ops) took 0.5-1.4 s instead of 0.1 s at 1024 px. CUDA (and CPU with
+``USE_NUMPY_NONZERO = False``) runs the same code in torch; a test holds both paths to identical rasters.
 """
 from __future__ import annotations
 
@@ -132,14 +133,14 @@ def check_triangles(triangles: torch.Tensor, n_vertices: int, device: torch.devi
 #: Largest op on CPU tensors in the torch path, in elements: ATen runs an op with fewer than
 #: at::internal::GRAIN_SIZE = 32768 elements (aten/src/ATen/Parallel.h) on the calling thread.
 CPU_CHUNK = 32767
-#: Candidate samples per chunk in the numpy path (CPU): a chunk's (3, kh, kw, n) float32 edge tensor stays in this
-#: CPU's 512 KiB L2 cache. Measured on the BFM mesh at 1024 px (16k, 32k, 64k, 128k tried).
+#: Candidate samples per chunk in the numpy path (CPU): a chunk's (3, kh, kw, n) float32 edge tensor (384 KiB) stays
+#: in this CPU's 512 KiB L2 cache. 16k-128k tried on the BFM mesh at 512-2048 px: within the noise of this machine.
 NUMPY_CHUNK = 1 << 15
 #: Candidate samples per chunk on other devices (CUDA): bounds a chunk's (3, kh, kw, n) tensor to 48 MiB.
 _MAX_CANDIDATES = 1 << 22
-#: A chunk's fixed cost (its ~30 array calls) in units of one candidate sample's work: the next group of boxes is
-#: merged into the open chunk (whose window grows to fit both) when that costs fewer extra candidates than this.
-#: Measured on this CPU (BFM mesh at 512-2048 px; 1000, 2000, 4000, 8000 tried).
+#: A chunk's fixed cost (its ~30 array calls, ~40 us in numpy) in units of one candidate sample's work (~20 ns): the
+#: next group of boxes joins the open chunk (whose window grows to fit both) when that costs fewer extra candidates
+#: than this. 500-8000 tried on the BFM mesh at 512-2048 px: within the noise of this machine.
 _CHUNK_COST = 2000
 
 #: Run CPU tensors through numpy on zero-copy views (single-threaded, ~1 us per call instead of torch's ~5 us; its
@@ -435,6 +436,17 @@ def _ordered_bits(z):
     return bits ^ ((bits >> 31) & 0x7FFFFFFF)
 
 
+def _next_up_where(v, flag, ops: _Ops):
+    """nextafter(v, +inf) where the int32 ``flag`` is 1, v where it is 0, for finite float32 v (a new array; -0 may
+    become +0, which compares equal). On the int32 view: v >= +0 steps up by one unit in the last place as bits + 1,
+    v < 0 as bits - 1; -0 is made +0 first (so it steps to the smallest subnormal, as nextafter does). Exact, and
+    cheaper than nextafter + where (numpy's nextafter is scalar code)."""
+    v = v + 0.0
+    bits = v.view(ops.i32)
+    bits += flag * (1 - ((bits >> 31) & 2))
+    return v
+
+
 def _zbuffer(ops: _Ops, st: _Setup, size: tuple[int, int], batch: int, n_tri: int, coverage_only: bool = False):
     """(B * H * W,) int64 keys of the nearest covering triangle per pixel centre (_KEY_EMPTY where none); with
     ``coverage_only`` (B * H * W,) bool: some triangle covers the centre.
@@ -465,9 +477,8 @@ def _zbuffer(ops: _Ops, st: _Setup, size: tuple[int, int], batch: int, n_tri: in
             # latter is u - nextafter(v, +inf) >= 0, exact in IEEE arithmetic. nextafter(v, +inf) of a finite v is
             # v's bits + 1 (v >= +0; -0 is made +0 first) or - 1 (v < 0), done on the int32 view.
             u = c[_EX:_EX + 3].reshape(3, 1, n) * (py - c[_CY:_CY + 3].reshape(3, 1, n))  # (3, kh, n)
-            v = c[_EY:_EY + 3].reshape(3, 1, n) * (px - c[_CX:_CX + 3].reshape(3, 1, n)) + 0.0  # (3, kw, n)
-            vb = v.view(ops.i32)
-            vb += c[_NTL:_NTL + 3].view(ops.i32).reshape(3, 1, n) * (1 - ((vb >> 31) & 2))
+            v = _next_up_where(c[_EY:_EY + 3].reshape(3, 1, n) * (px - c[_CX:_CX + 3].reshape(3, 1, n)),
+                               c[_NTL:_NTL + 3].view(ops.i32).reshape(3, 1, n), ops)  # (3, kw, n)
             d = u.reshape(3, kh, 1, n) - v.reshape(3, 1, kw, n)  # (3, kh, kw, n)
             idx = ops.flatnonzero(xp.amin(d, 0) >= 0)  # covered candidates, into (kh, kw, n)
             if idx.shape[0] == 0:

@@ -334,3 +334,150 @@ def test_huge_triangles_are_chunked(device, monkeypatch):
     inside, edge = _inside_bruteforce(np.array([[-50.0, -40.0], [700.0, 10.0], [30.0, 650.0]]), 600, 500)
     got = (a.tri_id[0] >= 0).cpu().numpy()
     np.testing.assert_array_equal(got[~edge], inside[~edge])
+
+
+# ---------------------------------------------------------------------------------------------------- reference
+def _reference(v: torch.Tensor, faces: torch.Tensor, size) -> tuple[torch.Tensor, ...]:
+    """The sampling rule of the module docstring, evaluated for every (triangle, pixel centre) pair of one mesh
+    (B = 1) with the same float32 formulas and no boxes, windows, chunks or compaction: (tri_id, bary, depth)."""
+    w, h = size
+    p = v[0][faces]  # (F, 3, 3)
+    x, y, z = (p[..., i].t()[..., None, None] for i in range(3))  # (3, F, 1, 1) per vertex
+    px = (torch.arange(w, device=v.device, dtype=torch.float32) + 0.5).view(1, 1, w)
+    py = (torch.arange(h, device=v.device, dtype=torch.float32) + 0.5).view(1, h, 1)
+    dx1, dy1, dz1, dx2, dy2, dz2 = x[1] - x[0], y[1] - y[0], z[1] - z[0], x[2] - x[0], y[2] - y[0], z[2] - z[0]
+    area = dx1 * dy2 - dy1 * dx2
+    orient = torch.where(area > 0, 1.0, -1.0)
+    inside = area != 0
+    for e in range(3):
+        xa, ya, xb, yb = x[(e + 1) % 3], y[(e + 1) % 3], x[(e + 2) % 3], y[(e + 2) % 3]
+        ex, ey = orient * (xb - xa), orient * (yb - ya)
+        swap = (xa > xb) | ((xa == xb) & (ya > yb))
+        cx, cy = torch.where(swap, xb, xa), torch.where(swap, yb, ya)
+        top_left = (ey < 0) | ((ey == 0) & (ex > 0))
+        u, s = ex * (py - cy), ey * (px - cx)
+        inside = inside & torch.where(top_left, u - s >= 0, u - torch.nextafter(s, torch.tensor(float("inf"))) >= 0)
+    inv = 1.0 / torch.where(area != 0, area, torch.ones_like(area))
+    gx, gy = (dz1 * dy2 - dz2 * dy1) * inv, (dz2 * dx1 - dz1 * dx2) * inv
+    depth = (z[0] + gy * (py - y[0])) + gx * (px - x[0])  # (F, h, w)
+    depth = torch.where(inside, depth, torch.tensor(float("inf")))
+    best = depth.amin(0)
+    first = torch.where(inside & (depth == best), torch.arange(len(faces)).view(-1, 1, 1), len(faces)).amin(0)
+    hit = first < len(faces)
+    tri_id = torch.where(hit, first, -1)
+    f = first.clamp(max=len(faces) - 1)
+    a1, b1, a2, b2 = ((c * inv)[f, 0, 0] for c in (dy2, -dx2, -dy1, dx1))
+    ddx, ddy = px[0] - x[0][f, 0, 0], py[0] - y[0][f, 0, 0]
+    l1, l2 = a1 * ddx + b1 * ddy, a2 * ddx + b2 * ddy
+    bary = torch.where(hit[..., None], torch.stack([1.0 - l1 - l2, l1, l2], -1), 0.0)
+    return tri_id, bary, torch.where(hit, best, float("inf"))
+
+
+def _dense_mesh(n: int, step: float, origin: float, seed: int, jitter: float = 0.3):
+    """An n x n grid of squares (random diagonals and windings) with jittered vertices and random depths: at step
+    ~1 px most triangles cover 0-2 pixel centres; plus three large triangles (tiled) crossing it."""
+    rng = np.random.default_rng(seed)
+    verts, faces = _grid_mesh(n, step, origin, rng)
+    verts = verts + rng.uniform(-jitter, jitter, verts.shape) * step
+    z = rng.uniform(1.0, 3.0, (len(verts), 1))
+    big = np.array([[-30, 5, 2.5], [140, 20, 0.5], [40, 150, 2.0],  # over TILE: tiles
+                    [2, 2, 4.0], [70, 3, 0.2], [5, 66, 0.2], [10, 10, 1.5], [11, 10, 1.5], [10, 11, 1.5]])
+    verts = np.concatenate([np.concatenate([verts, z], 1), big])
+    k = len(verts) - len(big)
+    faces = np.concatenate([faces, [[k, k + 1, k + 2], [k + 3, k + 5, k + 4], [k + 6, k + 7, k + 8]]])
+    return torch.tensor(verts, dtype=torch.float32)[None], torch.as_tensor(faces)
+
+
+@pytest.mark.parametrize("step,seed", [(0.7, 0), (1.3, 1), (2.9, 2), (0.45, 3)])
+def test_matches_per_pixel_reference(monkeypatch, step, seed):
+    """Dense meshes of tiny triangles (most boxes 1-3 px: the exact-size groups and merged windows) plus tiled
+    big ones: ids, barycentrics and depth are bit-identical to the per-pixel reference, on both CPU paths."""
+    from facegraph.core.render import raster as module
+
+    v, faces = _dense_mesh(int(20 / step), step, 1.3, seed)
+    size = (72, 40)  # wider than TILE: the big triangles are tiled
+    tri_id, bary, depth = _reference(v, faces, size)
+    assert (tri_id >= 0).float().mean() > 0.3 and (tri_id == len(faces) - 3).any()
+    for numpy_path in (True, False):
+        monkeypatch.setattr(module, "USE_NUMPY_NONZERO", numpy_path)
+        r = rasterise(v, faces, size)
+        assert torch.equal(r.tri_id[0], tri_id), numpy_path
+        assert torch.equal(r.depth[0], depth), numpy_path
+        assert torch.equal(r.bary[0], bary), numpy_path
+        assert torch.equal(r.mask[0, 0], (tri_id >= 0).float()), numpy_path
+
+
+def test_chunking_does_not_change_the_raster(monkeypatch):
+    """Chunk sizes and the merge threshold only regroup the same candidates: identical rasters (B = 2)."""
+    from facegraph.core.render import raster as module
+
+    v, faces = _dense_mesh(40, 1.1, 2.0, 4)
+    v = torch.cat([v, v * torch.tensor([1.0, 1.0, -1.0]) + torch.tensor([7.5, -3.25, 9.0])])
+    want = rasterise(v, faces, (70, 64), samples=4)
+    for chunk, cost in ((64, 0), (1 << 20, 10 ** 9), (5000, 300)):
+        monkeypatch.setattr(module, "NUMPY_CHUNK", chunk)
+        monkeypatch.setattr(module, "_CHUNK_COST", cost)
+        got = rasterise(v, faces, (70, 64), samples=4)
+        for name in ("tri_id", "bary", "depth", "mask"):
+            assert torch.equal(getattr(got, name), getattr(want, name)), (chunk, cost, name)
+
+
+@pytest.mark.parametrize("step,origin", [(0.5, 0.5), (1.0, 0.0), (1.5, 0.5)])
+def test_tiny_triangles_share_edges_exactly_once(device, step, origin):
+    """Sub-pixel and pixel-sized triangles with vertices on the half-pixel lattice (edges through many centres):
+    each centre inside the mesh is covered exactly once, triangle by triangle and by the whole mesh at once."""
+    n = int(16 / step)
+    verts, faces = _grid_mesh(n, step, origin + 0.5, np.random.default_rng(7))
+    size = (int(n * step + origin) + 2,) * 2
+    v = _mesh(np.concatenate([verts, np.ones((len(verts), 1))], 1), device)
+    count = _one_by_one(v, faces, size)
+    lo, hi = origin + 0.5, origin + 0.5 + n * step
+    c = torch.arange(size[0], device=device) + 0.5
+    strictly = (c > lo) & (c < hi)
+    assert torch.all(count[strictly[:, None] & strictly[None, :]] == 1)
+    assert count.max() <= 1
+    whole = rasterise(v, torch.as_tensor(faces, device=device), size)
+    assert torch.equal(whole.mask[0, 0], count)
+
+
+def test_next_up_where_is_nextafter():
+    """The int32 tie-rule step equals nextafter(v, +inf) (or v) for the values where the bit trick could slip:
+    signed zeros, subnormals, sign changes, the largest finite float."""
+    from facegraph.core.render import raster as module
+
+    tiny = float(np.nextafter(np.float32(0), np.float32(1)))
+    big = float(np.finfo(np.float32).max)
+    vals = torch.tensor([0.0, -0.0, tiny, -tiny, 2 * tiny, 1e-38, -1e-38, 1.0, -1.0, -3.5, 1e30, big, -big])
+    up = torch.nextafter(vals, torch.tensor(float("inf")))
+    for use_numpy in (True, False):
+        module.USE_NUMPY_NONZERO = use_numpy
+        try:
+            ops = module._Ops(torch.device("cpu"))
+            for flag, want in ((1, up), (0, vals)):
+                arr = ops.array(vals.clone())
+                got = ops.tensor(module._next_up_where(arr, ops.cast(ops.array(torch.full((13,), flag)), ops.i32),
+                                                       ops))
+                assert torch.equal(got, want), (use_numpy, flag)  # -0 == +0
+                assert torch.equal(ops.tensor(arr), vals)  # the input is untouched
+        finally:
+            module.USE_NUMPY_NONZERO = True
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_antialiased_coverage_is_the_box_average_of_the_fine_raster(device, k):
+    """samples = k^2 equals avg_pool2d of the centre-sampled raster at k times the resolution (k = 3: the same
+    rounding of count / 9)."""
+    v, faces = _dense_mesh(20, 1.7, 1.0, 5)
+    v, faces = v.to(device), faces.to(device)
+    soft = rasterise(v, faces, (40, 36), samples=k * k)
+    fine = rasterise(v * torch.tensor([k, k, 1.0], device=device), faces, (40 * k, 36 * k))
+    assert torch.equal(soft.mask, torch.nn.functional.avg_pool2d(fine.mask, k))
+    assert ((soft.mask > 0) & (soft.mask < 1)).any()
+
+
+def test_mesh_wholly_outside_or_culled(device):
+    v = _mesh([[-9, -9, 1.0], [-2, -9, 1.0], [-9, -2, 1.0], [2, 2, 1.0], [12, 2, 1.0], [2, 12, 1.0]], device)
+    faces = torch.tensor([[0, 2, 1], [3, 4, 5]], device=device)  # the second runs clockwise: culled
+    r = rasterise(v, faces, (16, 16), cull_backfaces=True, samples=4)
+    assert (r.tri_id == -1).all() and torch.isinf(r.depth).all()
+    assert r.mask.sum() == 0 and r.bary.abs().sum() == 0
