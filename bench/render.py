@@ -1,18 +1,24 @@
-"""Rendering on this CPU (2 threads): the torch rasteriser on 3DDFA_V2's BFM mesh (38365 vertices, 76073
-triangles, frontal, filling 90 % of the image) at 512 / 1024 / 2048 px beside a naive torch rasteriser measured in
-the same run; UV texture extraction at T = 512 / 1024; UV re-rendering at 1024 px; and the UV round trip's PSNR.
+"""Rendering on this CPU (2 threads): the rasteriser on 3DDFA_V2's BFM mesh (38365 vertices, 76073 triangles,
+frontal, filling 90 % of the image) at 512 / 1024 / 2048 px beside today's rasteriser (core/render/raster.py at
+commit BASELINE, read with `git show` into a module of its own) in the same run, interleaved; their rasters
+compared bit for bit; UV texture extraction at T = 512 / 1024 and UV re-rendering at 1024 px with each rasteriser;
+and the UV round trip's PSNR.
 
-Baseline ("naive"): the straightforward vectorised torch rasteriser - every triangle enumerates its bounding box
-with repeat_interleave, each candidate gathers its triangle's vertices, evaluates three float edge functions and
-resolves depth with the same packed-key scatter_reduce; chunked to 2 M candidates so memory stays bounded.
+The machine is shared (2 cores, other jobs): figures are min / median of interleaved runs, with the load average
+(`os.getloadavg`, as `uptime` prints it) at the start and the end of the run.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import statistics
+import subprocess
+import sys
 import time
+import types
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,45 +52,40 @@ def bfm_mesh(size: int, fill: float = 0.9):
             torch.from_numpy(uv.astype(np.float32)))
 
 
-def naive_rasterise(vertices: torch.Tensor, triangles: torch.Tensor, size: tuple[int, int],
-                    chunk: int = 2_000_000) -> torch.Tensor:
-    """The baseline: (H, W) int64 triangle ids (-1 background) of one mesh (B = 1)."""
-    w, h = size
-    p = vertices[0][triangles]  # (F, 3, 3)
-    lo = torch.ceil(p[..., :2].amin(1) - 0.5).long().clamp(min=0)
-    hi = torch.minimum(torch.floor(p[..., :2].amax(1) - 0.5).long(), torch.tensor([w - 1, h - 1]))
-    ext = (hi - lo + 1).clamp(min=0)
-    count = ext[:, 0] * ext[:, 1]
-    zbuf = torch.full((h * w,), torch.iinfo(torch.int64).max, dtype=torch.int64)
-    ends = torch.cumsum(count, 0)
-    start_tri = 0
-    while start_tri < len(count):
-        base = int(ends[start_tri - 1]) if start_tri else 0
-        stop = int(torch.searchsorted(ends, torch.tensor(base + chunk), right=True))
-        stop = max(stop, start_tri + 1)
-        ids = torch.arange(start_tri, stop)
-        c = count[start_tri:stop]
-        tri = torch.repeat_interleave(ids, c)
-        local = torch.arange(int(c.sum())) - torch.repeat_interleave(torch.cumsum(c, 0) - c, c)
-        ew = ext[tri, 0].clamp(min=1)
-        px = (lo[tri, 0] + local % ew).float() + 0.5
-        py = (lo[tri, 1] + local // ew).float() + 0.5
-        q = p[tri]  # (n, 3, 3) gathered per candidate
-        x, y, z = q[..., 0], q[..., 1], q[..., 2]
-        e0 = (x[:, 2] - x[:, 1]) * (py - y[:, 1]) - (y[:, 2] - y[:, 1]) * (px - x[:, 1])
-        e1 = (x[:, 0] - x[:, 2]) * (py - y[:, 2]) - (y[:, 0] - y[:, 2]) * (px - x[:, 2])
-        e2 = (x[:, 1] - x[:, 0]) * (py - y[:, 0]) - (y[:, 1] - y[:, 0]) * (px - x[:, 0])
-        area = e0 + e1 + e2
-        inside = ((e0 >= 0) & (e1 >= 0) & (e2 >= 0)) | ((e0 <= 0) & (e1 <= 0) & (e2 <= 0))
-        inside &= area != 0
-        depth = (e0 * z[:, 0] + e1 * z[:, 1] + e2 * z[:, 2]) / torch.where(area != 0, area, torch.ones_like(area))
-        sel = inside.nonzero().squeeze(1)
-        key = (depth[sel].view(torch.int32).long() << 32) | tri[sel]  # depths are positive here
-        pix = py[sel].long() * w + px[sel].long()
-        zbuf.scatter_reduce_(0, pix, key, "amin")
-        start_tri = stop
-    hit = zbuf != torch.iinfo(torch.int64).max
-    return torch.where(hit, zbuf & 0xFFFFFFFF, -1).view(h, w)
+#: Today's rasteriser, the baseline: the last commit of core/render/raster.py before the numpy / chunked rewrite.
+BASELINE = "564ed20eb7e959135394207321b3f4a4fe03cb5d"
+
+
+def baseline_module():
+    """core/render/raster.py at BASELINE as the module facegraph.core.render._raster_baseline (None without git)."""
+    name = "facegraph.core.render._raster_baseline"
+    if name in sys.modules:
+        return sys.modules[name]
+    root = Path(__file__).resolve().parents[1]
+    try:
+        src = subprocess.run(["git", "-C", str(root), "show", f"{BASELINE}:core/render/raster.py"],
+                             capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    mod = types.ModuleType(name)
+    mod.__package__ = "facegraph.core.render"
+    mod.__file__ = f"<{BASELINE[:7]}:core/render/raster.py>"
+    sys.modules[name] = mod  # dataclasses look their module up
+    exec(compile(src, mod.__file__, "exec"), mod.__dict__)
+    return mod
+
+
+@contextlib.contextmanager
+def uv_rasteriser(fn):
+    """core/render/uv.py rasterising with ``fn`` inside the block (it imports ``rasterise`` by name)."""
+    import facegraph.core.render.uv as uv_module
+
+    saved = uv_module.rasterise
+    uv_module.rasterise = fn
+    try:
+        yield
+    finally:
+        uv_module.rasterise = saved
 
 
 def _median_ms(fn, rounds: int, warmup: int = 1) -> float:
@@ -110,6 +111,18 @@ def _interleaved_ms(fns: dict, rounds: int) -> dict[str, tuple[float, float]]:
             f()
             times[k].append(time.perf_counter() - t0)
     return {k: (statistics.median(v) * 1e3, min(v) * 1e3) for k, v in times.items()}
+
+
+def _same(a, b) -> str:
+    """Which of tri_id / bary / depth / mask are bit-identical (torch.equal) between two rasters."""
+    names = ("tri_id", "bary", "depth", "mask")
+    diff = [n for n in names if not torch.equal(getattr(a, n), getattr(b, n))]
+    return "all four" if not diff else "differ: " + ", ".join(diff)
+
+
+def _pair(new: tuple[float, float], old: tuple[float, float]) -> list[str]:
+    (nm, nb), (om, ob) = new, old
+    return [f"{nb:.1f} / {nm:.1f}", f"{ob:.1f} / {om:.1f}", f"{ob / nb:.2f}x / {om / nm:.2f}x"]
 
 
 def synthetic_texture(t: int) -> torch.Tensor:
@@ -149,53 +162,82 @@ def round_trip_psnr(vertices, triangles, uv, size: int, t: int) -> tuple[float, 
 def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=7)
     a = ap.parse_args(argv or [])
     torch.set_num_threads(a.threads)
+    load0 = os.getloadavg()
+    old = baseline_module()
+    if old is None:
+        return f"git show {BASELINE}:core/render/raster.py failed: no baseline to measure against"
     rows = []
     for size in (512, 1024, 2048):
         v, tri, uv = bfm_mesh(size)
-        ours = rasterise(v, tri, (size, size))
-        ref = naive_rasterise(v, tri, (size, size))
-        agree = float((ours.tri_id[0] >= 0).eq(ref >= 0).float().mean())
+        sz = (size, size)
+        ours, ref = rasterise(v, tri, sz), old.rasterise(v, tri, sz)
+        agree = float((ours.tri_id >= 0).eq(ref.tri_id >= 0).float().mean())
+        ours4, ref4 = rasterise(v, tri, sz, samples=4), old.rasterise(v, tri, sz, samples=4)
         rounds = a.rounds if size < 2048 else max(3, a.rounds // 2)
-        ms = _interleaved_ms({"ours": lambda: rasterise(v, tri, (size, size)),
-                              "naive": lambda: naive_rasterise(v, tri, (size, size))}, rounds)
-        aa = _median_ms(lambda: rasterise(v, tri, (size, size), samples=4), max(3, rounds // 2))
-        (om, ob), (nm, nb) = ms["ours"], ms["naive"]
-        rows.append([f"{size} x {size}", f"{float(ours.mask.mean()):.3f}", f"{om:.1f} / {ob:.1f}",
-                     f"{nm:.1f} / {nb:.1f}", f"{nm / om:.2f}x / {nb / ob:.2f}x", f"{agree:.5f}", f"{aa:.1f}"])
-    load0 = os.getloadavg()[0]
-    text = (f"{machine()}, torch threads {a.threads}; load average at the start {load0:.1f}\n\nRasterise the BFM mesh (38365 vertices, 76073 triangles), ms, "
-            f"median / min of {a.rounds} interleaved runs (3 at 2048)\n\n" +
-            table(["image", "coverage", "ours", "naive torch", "speed-up", "coverage agreement",
-                   "ours samples=4 (median)"],
-                  rows))
+        ms = _interleaved_ms({"new": lambda: rasterise(v, tri, sz), "old": lambda: old.rasterise(v, tri, sz)},
+                             rounds)
+        aa = _interleaved_ms({"new": lambda: rasterise(v, tri, sz, samples=4),
+                              "old": lambda: old.rasterise(v, tri, sz, samples=4)}, max(3, rounds // 2))
+        rows.append([f"{size} x {size}", f"{float(ours.mask.mean()):.3f}", *_pair(ms["new"], ms["old"]),
+                     f"{agree:.5f}", _same(ours, ref), *_pair(aa["new"], aa["old"])[:2], _same(ours4, ref4)])
+    text = (f"{machine()}, torch threads {a.threads}; load average at the start {load0[0]:.2f}, {load0[1]:.2f}, "
+            f"{load0[2]:.2f} (1, 5, 15 min; 2 cores)\n\nRasterise the BFM mesh (38365 vertices, 76073 triangles): ms, "
+            f"min / median of {a.rounds} interleaved runs ({max(3, a.rounds // 2)} at 2048), this rasteriser beside "
+            f"today's ({BASELINE[:7]}); speed-up = today / new\n\n" +
+            table(["image", "coverage", "new", f"today ({BASELINE[:7]})", "speed-up", "coverage agreement",
+                   "bit-identical", "samples=4 new", "samples=4 today", "samples=4 identical"], rows))
     size = 1024
     v, tri, uv = bfm_mesh(size)
     frame, _ = lit_frame(v, tri, uv, size)
     raster = rasterise(v, tri, (size, size))
+    tex = synthetic_texture(1024)
     rows = []
     for t in (512, 1024):
         texr = uv_raster(uv, tri, t)
-        full = _median_ms(lambda: extract_uv_texture(frame, v, tri, uv, t), a.rounds)
+        with uv_rasteriser(old.rasterise):
+            ref_tex = extract_uv_texture(frame, v, tri, uv, t)
+        new_tex = extract_uv_texture(frame, v, tri, uv, t)
+        same = all(torch.equal(x, y) for x, y in zip(new_tex, ref_tex))
+
+        def extract_old():
+            with uv_rasteriser(old.rasterise):
+                extract_uv_texture(frame, v, tri, uv, t)
+
+        ms = _interleaved_ms({"new": lambda: extract_uv_texture(frame, v, tri, uv, t), "old": extract_old},
+                             max(3, a.rounds // 2))
         reuse = _median_ms(lambda: extract_uv_texture(frame, v, tri, uv, t, raster=raster, texture_raster=texr),
-                           a.rounds)
+                           max(3, a.rounds // 2))
         psnr, seen = round_trip_psnr(v, tri, uv, size, t)
-        rows.append([f"T = {t}", f"{full:.1f}", f"{reuse:.1f}", f"{psnr:.2f}", f"{seen:.3f}"])
-    tex = synthetic_texture(1024)
-    render_ms = _median_ms(lambda: render_uv_texture(tex, v, tri, uv, (size, size)), a.rounds)
-    render_reuse = _median_ms(lambda: render_uv_texture(tex, v, tri, uv, (size, size), raster=raster), a.rounds)
-    text += ("\n\nUV texture from a 1024 x 1024 frame, ms, median of "
-             f"{a.rounds}: everything (both rasters included) / reusing the frame's raster and the UV raster; round "
-             "trip: extract from a rendered-then-lit synthetic frame, re-render into the same frame, PSNR (peak = "
-             "the frame's max) over face pixels whose texels were seen (their share of the face in the last "
-             "column)\n\n" +
-             table(["texture", "extract ms", "extract ms (rasters reused)", "round-trip PSNR dB", "face share"], rows))
-    text += ("\n\n" + table(["render_uv_texture 1024 x 1024, T = 1024", "ms"],
-                            [["with its rasterisation", f"{render_ms:.1f}"],
-                             ["raster reused", f"{render_reuse:.1f}"]]))
-    text += f"\n\nLoad average at the end: {os.getloadavg()[0]:.1f} (on 2 cores; other jobs share this machine)"
+        rows.append([f"extract, T = {t}", *_pair(ms["new"], ms["old"]), f"{reuse:.1f}",
+                     "yes" if same else "no", f"{psnr:.2f}", f"{seen:.3f}"])
+
+    def render_old():
+        with uv_rasteriser(old.rasterise):
+            render_uv_texture(tex, v, tri, uv, (size, size))
+
+    ms = _interleaved_ms({"new": lambda: render_uv_texture(tex, v, tri, uv, (size, size)), "old": render_old},
+                         max(3, a.rounds // 2))
+    reuse = _median_ms(lambda: render_uv_texture(tex, v, tri, uv, (size, size), raster=raster),
+                       max(3, a.rounds // 2))
+    with uv_rasteriser(old.rasterise):
+        ref_render = render_uv_texture(tex, v, tri, uv, (size, size))
+    new_render = render_uv_texture(tex, v, tri, uv, (size, size))
+    same = all(torch.equal(getattr(new_render, n), getattr(ref_render, n)) for n in ("colour", "alpha", "depth"))
+    rows.append(["render_uv_texture 1024 px, T = 1024", *_pair(ms["new"], ms["old"]), f"{reuse:.1f}",
+                 "yes" if same else "no", "", ""])
+    text += ("\n\nUV texture through each rasteriser, 1024 x 1024 frame, ms, min / median of interleaved runs "
+             "(everything: both rasters included); rasters reused: median, the same code for both; identical: "
+             "texture and weight (colour, alpha, depth) bit for bit. Round trip: extract from a rendered-then-lit "
+             "synthetic frame, re-render into the same frame, PSNR (peak = the frame's max) over face pixels whose "
+             "texels were seen (their share of the face in the last column)\n\n" +
+             table(["", "new", "today", "speed-up", "rasters reused (median)", "identical", "round-trip PSNR dB",
+                    "face share"], rows))
+    load1 = os.getloadavg()
+    text += (f"\n\nLoad average at the end: {load1[0]:.2f}, {load1[1]:.2f}, {load1[2]:.2f} (2 cores; other jobs "
+             "share this machine)")
     return text
 
 

@@ -202,6 +202,13 @@ class _Ops:
             return np.take(a, idx, axis=a.ndim - 1)
         return a.index_select(a.ndim - 1, idx)
 
+    def take_rows(self, a, idx):
+        """a[idx] along the first axis."""
+        return np.take(a, idx, axis=0) if self.numpy else a.index_select(0, idx)
+
+    def contiguous(self, a):
+        return np.ascontiguousarray(a) if self.numpy else a.contiguous()
+
     def clip(self, a, lo=None, hi=None):
         """min(max(a, lo), hi) with Python scalar bounds (NaN stays NaN)."""
         if not self.numpy:
@@ -623,22 +630,32 @@ def interpolate(raster: Raster, attributes: torch.Tensor, triangles: torch.Tenso
     nv = attributes.shape[-2]
     tris = check_triangles(triangles, nv, attributes.device)
     d = attributes.shape[-1]
-    out = torch.zeros(b, h * w, d, dtype=torch.float32, device=attributes.device)
-    tid = raster.tri_id.reshape(b, h * w)
-    sel = (tid >= 0).nonzero()  # (m, 2): batch, pixel
-    if sel.numel():
-        if tid.max() >= tris.shape[0]:
-            raise InputError(f"triangles has {tris.shape[0]} rows but the raster refers to triangle "
-                             f"{int(tid.max())}: pass the rasterised triangle list (or its uv twin)")
-        bi, pi = sel[:, 0], sel[:, 1]
-        face = tris[tid[bi, pi]]  # (m, 3)
-        table = attributes.reshape(-1, d)
-        if attributes.ndim == 3 and attributes.shape[0] == b and b > 1:
-            face = face + (bi * nv)[:, None]
-        vals = table[face]  # (m, 3, d)
-        lam = raster.bary.reshape(b, h * w, 3)[bi, pi]
-        out[bi, pi] = (vals * lam[..., None]).sum(1)
-    return out.view(b, h, w, d).permute(0, 3, 1, 2).contiguous()
+    if raster.tri_id.numel() and int(raster.tri_id.max()) >= tris.shape[0]:
+        raise InputError(f"triangles has {tris.shape[0]} rows but the raster refers to triangle "
+                         f"{int(raster.tri_id.max())}: pass the rasterised triangle list (or its uv twin)")
+    ops = _Ops(attributes.device)
+    per_item = attributes.ndim == 3 and attributes.shape[0] == b and b > 1
+    tid = ops.array(raster.tri_id.reshape(b, h * w))
+    lam = ops.array(raster.bary.reshape(b, h * w, 3))
+    table = ops.contiguous(ops.array(attributes.detach().reshape(-1, d)).T)  # (D, V * items)
+    corners = [ops.contiguous(ops.array(tris[:, k])) for k in range(3)]
+    out = ops.zeros((b, d, h * w), ops.f32)
+    for bi in range(b):
+        lin = ops.flatnonzero(tid[bi] >= 0)  # covered pixels
+        if lin.shape[0] == 0:
+            continue
+        face = ops.take(tid[bi], lin)
+        lb = ops.contiguous(ops.take_rows(lam[bi], lin).T)  # (3, m)
+        acc = None
+        for k in range(3):  # ((v0 l0 + v1 l1) + v2 l2): the order of torch's sum over the corner axis
+            vi = ops.take(corners[k], face)
+            if per_item:
+                vi = vi + bi * nv
+            p = ops.take(table, vi) * lb[k]  # (D, m)
+            acc = p if acc is None else acc + p
+        for c in range(d):
+            out[bi, c][lin] = acc[c]
+    return ops.tensor(out).view(b, d, h, w)
 
 
 def vertex_normals(vertices: torch.Tensor, triangles: torch.Tensor) -> torch.Tensor:
