@@ -481,3 +481,18 @@ def test_mesh_wholly_outside_or_culled(device):
     r = rasterise(v, faces, (16, 16), cull_backfaces=True, samples=4)
     assert (r.tri_id == -1).all() and torch.isinf(r.depth).all()
     assert r.mask.sum() == 0 and r.bary.abs().sum() == 0
+
+
+def test_interpolate_numpy_and_torch_paths_agree(monkeypatch):
+    from facegraph.core.render import raster as module
+
+    v, faces = _dense_mesh(24, 1.4, 1.0, 6)
+    v = torch.cat([v, v + torch.tensor([2.5, 1.0, 0.5])])  # B = 2
+    r = rasterise(v, faces, (72, 40))
+    attrs = (v[0, :, :2].contiguous(), v, v[:1], torch.randn(v.shape[1], 5))
+    want = [interpolate(r, a, faces) for a in attrs]
+    monkeypatch.setattr(module, "USE_NUMPY_NONZERO", False)
+    for a, w_ in zip(attrs, want):
+        got = interpolate(r, a, faces)
+        assert got.shape == (2, a.shape[-1], 40, 72) and torch.equal(got, w_)
+    assert torch.equal(want[1][0], want[2][0]) and not torch.equal(want[1][1], want[2][1])
