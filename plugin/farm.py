@@ -33,8 +33,9 @@ Manager = Literal["deadline", "opencue", "openjd"]
 MANAGERS: tuple[str, ...] = ("deadline", "opencue", "openjd")
 TOKENS = {"deadline": ("<STARTFRAME>", "<ENDFRAME>"), "opencue": ("#FRAME_START#", "#FRAME_END#"),
           "openjd": ("{{Task.Param.Frame}}", None)}
-#: the node class whose per-shot output a merge step joins
-MERGED_CLASSES = ("FacegraphExportTracking",)
+#: the node classes whose per-shot outputs a merge step joins (re-run over the whole shot from the shot cache):
+#: the tracking export and the 3D face fit export (one identity and one texture for the shot)
+MERGED_CLASSES = ("FacegraphExportTracking", "FacegraphExportFaceFit")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -304,6 +304,19 @@ def test_face_replace_in_chunks_is_bit_identical(real, data, tmp_path):
         plate_px, _ = read_image(str(plate).replace("####", str(f)))
         assert (np.abs(a - plate_px).max(-1) > 1e-3).mean() > 0.005, f  # the face is replaced
         assert np.array_equal(a, b), f
+    # the 3D face export (one identity, one texture for the shot) merged from the chunks is the single run's
+    chunks = [str(tmp_path / f"facegraph/face3d.chunk_{a}-{b}") for a, b in plan_chunks(SHOT, 6)]
+    merge(tmp_path / "face3d_merged", chunks)
+    one = tmp_path / "one" / "facegraph" / "face3d"
+    names = sorted(str(p.relative_to(one)) for p in one.rglob("*") if p.is_file())
+    assert "fit.json" in names and "texture.exr" in names
+    merged = tmp_path / "face3d_merged"
+    assert names == sorted(str(p.relative_to(merged)) for p in merged.rglob("*") if p.is_file())
+    for name in names:
+        if name.endswith(".exr"):  # pixels (the header holds the time it was written)
+            assert np.array_equal(read_image(one / name)[0], read_image(merged / name)[0]), name
+        else:
+            assert (one / name).read_bytes() == (merged / name).read_bytes(), name
 
 
 @pytest.mark.shared
