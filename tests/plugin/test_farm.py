@@ -148,9 +148,9 @@ def clip(data, tmp_path_factory):
 
 
 @pytest.mark.shared
-@pytest.mark.slow
-@pytest.mark.parametrize("manager, chunk", [("deadline", (1001, 1002)), ("opencue", (1003, 1004)),
-                                            ("openjd", (1005, 1006))])
+@pytest.mark.parametrize("manager, chunk", [("deadline", (1001, 1002)),  # one in the default suite (~40 s)
+                                            pytest.param("opencue", (1003, 1004), marks=pytest.mark.slow),
+                                            pytest.param("openjd", (1005, 1006), marks=pytest.mark.slow)])
 def test_each_managers_command_runs_its_chunk(manager, chunk, clip, tmp_path):
     t = _copy_template(tmp_path)
     job = _job(tmp_path, t, input_dir=str(clip), output_dir=str(tmp_path / "o"),

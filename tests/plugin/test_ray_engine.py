@@ -1,7 +1,7 @@
 """The Ray engine on a private local cluster (127.0.0.1, 2 workers, started and stopped here).
 
-The cluster tests are ``slow`` (Ray's start-up and each actor's import of torch take seconds on this machine):
-run them with ``-m slow``.
+The cluster tests run in the default suite (about 45 s: Ray's start-up and each actor's import of torch; the test
+extra installs ray); they skip with a reason where ray is not installed.
 
 (a) the same frames as the same job run in this process (a stand-in chunk function, and a real template on a
 real clip through plugin.chunks.run_chunk); (b) on the real template, a worker killed in the middle of a chunk
@@ -176,14 +176,12 @@ def _outputs(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.glob("out.*.npy"))}
 
 
-@pytest.mark.slow
 def test_cluster_is_loopback_only(cluster):
     nodes = [n for n in cluster.nodes() if n["Alive"]]
     assert [n["NodeManagerAddress"] for n in nodes] == ["127.0.0.1"]
     assert cluster.cluster_resources()["CPU"] == 2
 
 
-@pytest.mark.slow
 def test_same_output_as_this_process(cluster, toy_shot, tmp_path):
     single, chunked = tmp_path / "single", tmp_path / "ray"
     single.mkdir(), chunked.mkdir()
@@ -247,7 +245,6 @@ def _frames(folder: Path) -> dict[int, tuple[np.ndarray, str]]:
     return out
 
 
-@pytest.mark.slow
 @pytest.mark.shared
 def test_real_template_with_a_killed_worker_equals_this_process(cluster, real_plate, tmp_path, monkeypatch):
     chunks = _chunks_module()
@@ -292,7 +289,6 @@ def test_real_template_with_a_killed_worker_equals_this_process(cluster, real_pl
         assert a[f][1] == b[f][1]  # the same graph hash in every frame
 
 
-@pytest.mark.slow
 def test_retries_run_out(cluster, toy_shot, tmp_path):
     def always_fails(template, assignments, frames, handles, **folders):
         raise RuntimeError("disk full")
