@@ -123,10 +123,22 @@ def check_triangles(triangles: torch.Tensor, n_vertices: int, device: torch.devi
         raise InputError(f"{name} must be int64 (or int32) vertex indices, got {triangles.dtype}")
     if triangles.device != device:
         raise InputError(f"{name} is on {triangles.device} but the vertices are on {device}: move one of them")
-    if triangles.shape[0] and (int(triangles.min()) < 0 or int(triangles.max()) >= n_vertices):
-        raise InputError(f"{name} index vertices outside [0, {n_vertices}): range "
-                         f"[{int(triangles.min())}, {int(triangles.max())}]")
+    if triangles.shape[0]:
+        lo, hi = _min_max(triangles)
+        if lo < 0 or hi >= n_vertices:
+            raise InputError(f"{name} index vertices outside [0, {n_vertices}): range [{lo}, {hi}]")
+    if triangles.dtype == torch.int32 and triangles.device.type == "cpu":
+        return torch.from_numpy(triangles.numpy().astype(np.int64))  # on this thread (see _min_max)
     return triangles.long()
+
+
+def _min_max(t: torch.Tensor) -> tuple[int, int]:
+    """(min, max) of a non-empty integer tensor; numpy's on CPU (torch's reductions over 32k elements start the
+    OpenMP threads, see the module docstring)."""
+    if t.device.type == "cpu":
+        a = t.numpy()
+        return int(a.min()), int(a.max())
+    return int(t.min()), int(t.max())
 
 
 # ---------------------------------------------------------------------------------------------------- backends
@@ -630,9 +642,10 @@ def interpolate(raster: Raster, attributes: torch.Tensor, triangles: torch.Tenso
     nv = attributes.shape[-2]
     tris = check_triangles(triangles, nv, attributes.device)
     d = attributes.shape[-1]
-    if raster.tri_id.numel() and int(raster.tri_id.max()) >= tris.shape[0]:
-        raise InputError(f"triangles has {tris.shape[0]} rows but the raster refers to triangle "
-                         f"{int(raster.tri_id.max())}: pass the rasterised triangle list (or its uv twin)")
+    top = _min_max(raster.tri_id)[1] if raster.tri_id.numel() else -1
+    if top >= tris.shape[0]:
+        raise InputError(f"triangles has {tris.shape[0]} rows but the raster refers to triangle {top}: pass the "
+                         f"rasterised triangle list (or its uv twin)")
     ops = _Ops(attributes.device)
     per_item = attributes.ndim == 3 and attributes.shape[0] == b and b > 1
     tid = ops.array(raster.tri_id.reshape(b, h * w))
