@@ -9,6 +9,18 @@
    beside MediaPipe's own FaceLandmarker (IMAGE mode) on the same images when mediapipe is installed in a
    scratch venv (/tmp/mpvenv, never the project's; FACEGRAPH_MEDIAPIPE_PYTHON names another interpreter).
 
+3. ``--tracking`` (only this section; no old tree needed): ROI tracking between keyframes (models/shot.py,
+   AnalysisOptions.detect_every). ShotAnalyser per frame with detect_every 1 (detect every frame) vs 4 vs 8, in
+   the same run, interleaved round by round (min and median of the rounds' ms per frame): on the 1080p plate of
+   section 1 repeated as a 16-frame shot (ONE still repeated: the face never moves, so tracking is at its
+   easiest), on 16 frames of d10.mp4 placed in the same 1080p plate, and on the same frames at their own
+   512 px. Then accuracy on the real clips (all four d*.mp4, first 120 frames each, through
+   ShotAnalyser.analyse on the movie): landmark difference tracked vs every-frame (px, all 478 points of the
+   faces found in both: mean / p95 / max), the share of non-keyframes that fell back to the full chain, and
+   the jitter (bench/temporal.py's measure, raw and RTS-smoothed) both ways.
+
+    .venv/bin/python -c "import bench.chain as b; print(b.main(['--tracking']))"
+
 The old tree is imported from a git worktree of 01574dc as the package ``facegraph_base`` (made here if
 missing). Measurements run in one worker process with OMP_WAIT_POLICY=PASSIVE (unless the environment sets
 it): on a shared, loaded machine OpenMP's spin-waiting makes 2-thread torch collapse (issue 11), which would
@@ -170,6 +182,125 @@ def _worker(threads: int, repeat: int) -> dict:
     return {"times": times, "images": str(tmp)}
 
 
+# ------------------------------------------------------------------------------------ ROI tracking (3.)
+TRACK_EVERY = (1, 4, 8)
+TRACK_CLIP_FRAMES = 120
+TRACK_SPEED_FRAMES = 16
+
+
+def _place_1080(px):
+    """A frame placed in a 1920 x 1080 black plate at (700, 200), as section 1 places s0.jpg."""
+    import numpy as np
+
+    plate = np.zeros((1080, 1920, 3), np.float32)
+    plate[200:200 + px.shape[0], 700:700 + px.shape[1]] = px[..., :3]
+    return plate
+
+
+def _tracking_worker(threads: int, repeat: int) -> dict:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    from facegraph.core.io.images import read_image
+    from facegraph.core.io.source import open_source
+    from facegraph.core.shot import SmoothOptions, process_shot
+    from facegraph.models.analysis import TRACKED_NOTE
+    from facegraph.models.shot import AnalysisOptions, ShotAnalyser, keyframe_groups
+
+    from .temporal import jitter
+
+    an = {n: ShotAnalyser(AnalysisOptions(threads=threads, detect_every=n)) for n in TRACK_EVERY}
+    still = _place_1080(read_image(DATA / "stills" / "s0.jpg")[0])
+    clip = open_source(DATA / "video" / "d10.mp4", list(range(1001, 1001 + TRACK_SPEED_FRAMES)))
+    own = [f.pixels for f in clip.frames_iter()]
+    shots = {"1080p plate (s0.jpg repeated)": [still] * TRACK_SPEED_FRAMES,
+             "d10.mp4 in a 1080p plate": [_place_1080(p) for p in own],
+             "d10.mp4 at 512 px": own}
+    numbers = list(range(1000, 1000 + TRACK_SPEED_FRAMES))  # keyframes at 1000, 1008 (8) / every 4th (4)
+    times: dict[str, list[float]] = {}
+    for frames in shots.values():  # warm-up: traces per input shape, caches
+        for a in an.values():
+            a.analyse_sequence(frames[:9], numbers[:9])
+    for _ in range(repeat):
+        for name, frames in shots.items():
+            for n, a in an.items():
+                t0 = time.perf_counter()
+                a.analyse_sequence(frames, numbers)
+                times.setdefault(f"{name}/{n}", []).append((time.perf_counter() - t0) * 1e3 / len(frames))
+    shots.clear()
+    acc = {}
+    for path in sorted((DATA / "video").glob("d*.mp4")):
+        src = open_source(path)
+        src = open_source(path, list(src.frames[:TRACK_CLIP_FRAMES]))
+        res = {n: a.analyse(src) for n, a in an.items()}
+        row = {"frames": len(src.frames)}
+        for n in TRACK_EVERY[1:]:
+            dist, fell, counts = [], 0, 0
+            between = 0
+            keys = {g[0] for g in keyframe_groups(src.frames, n)}
+            for ref, got in zip(res[1], res[n]):
+                counts += len(ref) != len(got)
+                if got.frame not in keys:
+                    between += 1
+                    fell += not any(TRACKED_NOTE in f.notes for f in got.faces)
+                if len(ref) and len(got):
+                    dist.append(np.linalg.norm(ref.faces[0].landmarks.xy - got.faces[0].landmarks.xy, axis=1))
+            d = np.concatenate(dist) if dist else np.zeros(1)
+            row[n] = {"mean": float(d.mean()), "p95": float(np.percentile(d, 95)), "max": float(d.max()),
+                      "fell": fell, "between": between, "count_differs": counts}
+        for n in TRACK_EVERY:
+            row[f"jitter/{n}"] = [jitter(process_shot(res[n], SmoothOptions(method=m, fps=src.fps)))[0]
+                                  for m in ("none", "rts")]
+        acc[path.name] = row
+    return {"times": times, "accuracy": acc}
+
+
+def tracking(threads: int = 2, repeat: int = 6) -> str:
+    """The ``--tracking`` report (module docstring, section 3), measured in one worker process."""
+    env = dict(os.environ)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env.setdefault("FACEGRAPH_MODEL_MIRROR", str(DATA.parent / "models"))
+    code = ("import json, bench.chain as b; "
+            f"print('RESULT ' + json.dumps(b._tracking_worker({threads}, {repeat})))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), env=env, capture_output=True, text=True)
+    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        return f"worker failed:\n```\n{r.stderr[-3000:]}\n```"
+    res = json.loads(line[len("RESULT "):])
+    t = res["times"]
+    rows = []
+    for name in dict.fromkeys(k.rsplit("/", 1)[0] for k in t):
+        base = statistics.median(t[f"{name}/1"])
+        rows.append([name] + [f"{min(t[f'{name}/{n}']):.1f} / {statistics.median(t[f'{name}/{n}']):.1f}"
+                              for n in TRACK_EVERY]
+                    + [f"{base / statistics.median(t[f'{name}/{n}']):.2f}" for n in TRACK_EVERY[1:]])
+    runtime = os.environ.get("FACEGRAPH_TFLITE_RUNTIME", "auto")
+    text = (f"{machine()}; torch threads {threads}; OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}; "
+            f"FACEGRAPH_TFLITE_RUNTIME={runtime}; load average {os.getloadavg()[0]:.1f} at the end\n\n"
+            f"ShotAnalyser per frame (analyse_sequence over a {TRACK_SPEED_FRAMES}-frame shot numbered from 1000: "
+            f"keyframes every 8th / 4th frame), ms per frame, min / median of {repeat} interleaved rounds; "
+            f"detect_every 1 = detection on every frame (batches of 8). The plate row repeats ONE still (no "
+            f"motion: tracking's easiest case). Target (issue 11): <= 30 ms per 1080p frame.\n\n"
+            + table(["shot"] + [f"detect_every {n}" for n in TRACK_EVERY]
+                    + [f"speed-up x{n}" for n in TRACK_EVERY[1:]], rows))
+    rows = []
+    for clip, row in res["accuracy"].items():
+        for n in TRACK_EVERY[1:]:
+            a = row[str(n)]
+            rows.append([clip, row["frames"], n, f"{a['mean']:.2f}", f"{a['p95']:.2f}", f"{a['max']:.2f}",
+                         f"{a['fell']} / {a['between']}", a["count_differs"],
+                         " / ".join(f"{v * 100:.3f}" for v in row["jitter/1"]),
+                         " / ".join(f"{v * 100:.3f}" for v in row[f"jitter/{n}"])])
+    text += ("\n\nAccuracy on the real clips (first 120 frames; d0.mp4 has 78): landmarks tracked vs detected "
+             "every frame, px over all 478 points of the first face of frames where both found one; fell back = "
+             "non-keyframes that ran the full chain (tracking lost); faces differ = frames whose face count "
+             "differs; jitter = bench/temporal.py's non-rigid measure (% of inter-ocular distance), raw / RTS-smoothed\n\n"
+             + table(["clip", "frames", "detect_every", "mean px", "p95 px", "max px", "fell back",
+                      "faces differ", "jitter every-frame", "jitter tracked"], rows))
+    return text
+
+
 _MP_SCRIPT = r"""
 import json, sys, time, glob
 import mediapipe as mp
@@ -211,7 +342,10 @@ def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=12)
+    ap.add_argument("--tracking", action="store_true", help="only section 3 (ROI tracking between keyframes)")
     a = ap.parse_args(argv)
+    if a.tracking:
+        return tracking(a.threads, max(2, a.repeat // 2))
     base = _base_tree()
     if base is None:
         return f"could not make a worktree of {BASE_SHA} at {BASE_TREE}: OLD is not available"

@@ -12,6 +12,7 @@ the same code on them.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
@@ -19,8 +20,9 @@ import numpy as np
 from ..core import progress
 from ..core.colour import FrameViews
 from ..core.detection import Detections, DetectOptions
-from ..core.errors import InputError
-from ..core.landmarks import five_from_ibug68, five_from_mesh, mesh_to_ibug68
+from ..core.errors import EstimationError, InputError
+from ..core.geometry import estimate_similarity, transform_points
+from ..core.landmarks import Roi, five_from_ibug68, five_from_mesh, mesh_to_ibug68
 from ..core.pose import angles_from_rotation
 from ..core.refine import (RefineOptions, apply_eye_patch, eye_gate, fuse_by_pose, patch_shift)
 from ..core.types import Blendshapes, Face, FrameFaces, HeadPose, Landmarks, MorphableParams
@@ -273,6 +275,103 @@ def analyse_views(views, frames: Sequence[int], *, detector, mesh: LandmarkModel
             face = apply_result(f, r, mesh.spec.id)
         marked[(fi, j)] = face
     return refine_frames(fv, _with_faces(found, marked), mesh=mesh, iris=iris, options=refine)
+
+
+#: the note a face found by the track step carries (see :func:`track_views`)
+TRACKED_NOTE = "roi=tracked"
+
+
+def _presence(face: Face) -> float:
+    """The presence refine_frames gates on: the mean per-point confidence (the mesh's presence, for MediaPipe)."""
+    lm = face.landmarks
+    return float(np.mean(lm.confidence)) if lm is not None and lm.confidence is not None else 1.0
+
+
+def tracked_roi(mesh: LandmarkModel, face: Face, size: tuple[int, int],
+                options: RefineOptions = RefineOptions()) -> Roi | None:
+    """The mesh's crop region for ``face`` in the next frame: the region its final landmarks define (the same
+    :meth:`~facegraph.models.landmarkers.MediaPipeMesh.roi_for` the re-crop pass uses), or None when the face
+    cannot be followed: no MediaPipe mesh, presence below ``options.min_presence``, or the region's centre
+    outside the frame (``size`` = (w, h) pixels; pixel-area convention)."""
+    lm = face.landmarks
+    if lm is None or not lm.scheme.startswith("mediapipe") or len(lm.points) < 468:
+        return None
+    if _presence(face) < options.min_presence:
+        return None
+    roi = mesh.roi_for(face.box, points=lm.points, scheme=lm.scheme)
+    if not (0.0 <= roi.cx <= size[0] and 0.0 <= roi.cy <= size[1]) or not roi.size > 0:
+        return None
+    return roi
+
+
+def _followed(face: Face, result: LandmarkResult) -> Face | None:
+    """A new Face for ``result`` (the mesh on the region ``face``'s landmarks define): the detector's box and
+    keypoints of ``face`` carried along by the similarity (fp64 Umeyama over the 468 mesh points) that moves
+    its landmarks onto the new ones, its score and detector kept, no landmarks yet (apply_result adds them).
+    None when the similarity is degenerate."""
+    n = min(len(face.landmarks.points), len(result.points), 468)
+    try:
+        m = estimate_similarity(face.landmarks.points[:n, :2], result.points[:n, :2]).matrix
+    except EstimationError:
+        return None
+    s = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    x0, y0, x1, y1 = (float(v) for v in face.box)
+    cx, cy = transform_points(m, np.array([[(x0 + x1) / 2, (y0 + y1) / 2]]))[0]
+    hw, hh = (x1 - x0) * s / 2, (y1 - y0) * s / 2
+    if not (np.isfinite([cx, cy, hw, hh]).all() and hw >= 0 and hh >= 0):
+        return None
+    kps = None if face.keypoints is None else transform_points(m, np.asarray(face.keypoints, np.float64))
+    return Face(box=np.array([cx - hw, cy - hh, cx + hw, cy + hh]), score=face.score, keypoints=kps,
+                detector=face.detector, notes=(TRACKED_NOTE,))
+
+
+def track_views(views, frames: Sequence[int], previous: Sequence[FrameFaces], *, mesh: LandmarkModel,
+                iris: IrisModel | None, refine: RefineOptions = RefineOptions()) -> list[FrameFaces | None]:
+    """The track step of the shot analysis: each frame's faces from the PREVIOUS frame's final landmarks, no
+    detection (MediaPipe's video mode: the mesh region of a frame comes from the previous frame's landmarks).
+
+    Per face: the region :func:`tracked_roi` derives from its previous landmarks, ONE batched mesh pass over
+    all faces of all frames (with pose and blendshapes; no re-crop), then the same refine step as the full chain
+    (:func:`refine_frames` without re-crop passes: eye patches and their gates). The face keeps its
+    detector's box, keypoints and score, moved with the landmarks (see :func:`_followed`), and carries the
+    note ``roi=tracked``. A frame is LOST (None: the caller runs the full chain on it) when its previous frame
+    has no face, or any face cannot be followed (:func:`tracked_roi`), or the mesh's presence on any face falls
+    below ``refine.min_presence``. Faces that enter between keyframes are not seen here (only a detection
+    finds them).
+
+    Convention: views: FrameViews of B linear frames (any device) or B display-referred numpy views; frames: B
+    frame numbers; previous: B FrameFaces of each frame's predecessor in these frames' pixels (pixel-area
+    convention). Returns B FrameFaces (frame pixels) or None."""
+    fv = as_views(views)
+    if len(frames) != len(fv) or len(previous) != len(fv):
+        raise InputError(f"{len(frames)} frame numbers and {len(previous)} previous results for {len(fv)} frames")
+    if not isinstance(mesh, MediaPipeMesh):
+        raise InputError(f"the track step needs a MediaPipe mesh (its presence says when a face is lost), got "
+                         f"{mesh.spec.id}", hint="detect every frame (AnalysisOptions(detect_every=1))")
+    lost: set[int] = set()
+    index, rois, owners = [], [], []
+    for fi, prev in enumerate(previous):
+        plan = [(face, tracked_roi(mesh, face, fv.size, refine)) for face in prev.faces]
+        if not plan or any(roi is None for _, roi in plan):
+            lost.add(fi)
+            continue
+        for face, roi in plan:
+            index.append(fi)
+            rois.append(roi)
+            owners.append((fi, face))
+    res = _predict(mesh, fv, index, rois, extras=True)
+    found: dict[int, list[Face]] = {}
+    for (fi, face), r in zip(owners, res):
+        base = _followed(face, r)
+        new = None if base is None else apply_result(base, r, mesh.spec.id)
+        if new is None or _presence(new) < refine.min_presence:
+            lost.add(fi)
+            continue
+        found.setdefault(fi, []).append(new)
+    tracked = [FrameFaces(frame=int(frames[fi]), size=fv.size,
+                          faces=() if fi in lost else tuple(found.get(fi, ()))) for fi in range(len(fv))]
+    refined = refine_frames(fv, tracked, mesh=mesh, iris=iris, options=dataclasses.replace(refine, recrop=0))
+    return [None if fi in lost else ff for fi, ff in enumerate(refined)]
 
 
 def fuse_faces(face_3d: Face, face_2d: Face, gate: tuple[float, float] = (30.0, 60.0)) -> Face:
