@@ -76,16 +76,17 @@ def baseline_module():
 
 
 @contextlib.contextmanager
-def uv_rasteriser(fn):
-    """core/render/uv.py rasterising with ``fn`` inside the block (it imports ``rasterise`` by name)."""
+def uv_rasteriser(module):
+    """core/render/uv.py rasterising and interpolating with ``module``'s functions inside the block (it imports
+    ``rasterise`` and ``interpolate`` by name)."""
     import facegraph.core.render.uv as uv_module
 
-    saved = uv_module.rasterise
-    uv_module.rasterise = fn
+    saved = uv_module.rasterise, uv_module.interpolate
+    uv_module.rasterise, uv_module.interpolate = module.rasterise, module.interpolate
     try:
         yield
     finally:
-        uv_module.rasterise = saved
+        uv_module.rasterise, uv_module.interpolate = saved
 
 
 def _median_ms(fn, rounds: int, warmup: int = 1) -> float:
@@ -180,13 +181,13 @@ def main(argv: list[str] | None = None) -> str:
         ms = _interleaved_ms({"new": lambda: rasterise(v, tri, sz), "old": lambda: old.rasterise(v, tri, sz)},
                              rounds)
         aa = _interleaved_ms({"new": lambda: rasterise(v, tri, sz, samples=4),
-                              "old": lambda: old.rasterise(v, tri, sz, samples=4)}, max(3, rounds // 2))
+                              "old": lambda: old.rasterise(v, tri, sz, samples=4)}, 3 if size < 2048 else 2)
         rows.append([f"{size} x {size}", f"{float(ours.mask.mean()):.3f}", *_pair(ms["new"], ms["old"]),
                      f"{agree:.5f}", _same(ours, ref), *_pair(aa["new"], aa["old"])[:2], _same(ours4, ref4)])
     text = (f"{machine()}, torch threads {a.threads}; load average at the start {load0[0]:.2f}, {load0[1]:.2f}, "
             f"{load0[2]:.2f} (1, 5, 15 min; 2 cores)\n\nRasterise the BFM mesh (38365 vertices, 76073 triangles): ms, "
-            f"min / median of {a.rounds} interleaved runs ({max(3, a.rounds // 2)} at 2048), this rasteriser beside "
-            f"today's ({BASELINE[:7]}); speed-up = today / new\n\n" +
+            f"min / median of {a.rounds} interleaved runs ({max(3, a.rounds // 2)} at 2048; samples=4: 3, 2 at 2048), "
+            f"this rasteriser beside today's ({BASELINE[:7]}); speed-up = today / new\n\n" +
             table(["image", "coverage", "new", f"today ({BASELINE[:7]})", "speed-up", "coverage agreement",
                    "bit-identical", "samples=4 new", "samples=4 today", "samples=4 identical"], rows))
     size = 1024
@@ -197,13 +198,13 @@ def main(argv: list[str] | None = None) -> str:
     rows = []
     for t in (512, 1024):
         texr = uv_raster(uv, tri, t)
-        with uv_rasteriser(old.rasterise):
+        with uv_rasteriser(old):
             ref_tex = extract_uv_texture(frame, v, tri, uv, t)
         new_tex = extract_uv_texture(frame, v, tri, uv, t)
         same = all(torch.equal(x, y) for x, y in zip(new_tex, ref_tex))
 
         def extract_old():
-            with uv_rasteriser(old.rasterise):
+            with uv_rasteriser(old):
                 extract_uv_texture(frame, v, tri, uv, t)
 
         ms = _interleaved_ms({"new": lambda: extract_uv_texture(frame, v, tri, uv, t), "old": extract_old},
@@ -215,25 +216,26 @@ def main(argv: list[str] | None = None) -> str:
                      "yes" if same else "no", f"{psnr:.2f}", f"{seen:.3f}"])
 
     def render_old():
-        with uv_rasteriser(old.rasterise):
+        with uv_rasteriser(old):
             render_uv_texture(tex, v, tri, uv, (size, size))
 
     ms = _interleaved_ms({"new": lambda: render_uv_texture(tex, v, tri, uv, (size, size)), "old": render_old},
                          max(3, a.rounds // 2))
     reuse = _median_ms(lambda: render_uv_texture(tex, v, tri, uv, (size, size), raster=raster),
                        max(3, a.rounds // 2))
-    with uv_rasteriser(old.rasterise):
+    with uv_rasteriser(old):
         ref_render = render_uv_texture(tex, v, tri, uv, (size, size))
     new_render = render_uv_texture(tex, v, tri, uv, (size, size))
     same = all(torch.equal(getattr(new_render, n), getattr(ref_render, n)) for n in ("colour", "alpha", "depth"))
     rows.append(["render_uv_texture 1024 px, T = 1024", *_pair(ms["new"], ms["old"]), f"{reuse:.1f}",
                  "yes" if same else "no", "", ""])
-    text += ("\n\nUV texture through each rasteriser, 1024 x 1024 frame, ms, min / median of interleaved runs "
-             "(everything: both rasters included); rasters reused: median, the same code for both; identical: "
+    text += ("\n\nUV texture through each raster module (rasterise and interpolate), 1024 x 1024 frame, ms, min / "
+             "median of interleaved runs (everything: both rasters included); new with the rasters reused: median; "
+             "identical: "
              "texture and weight (colour, alpha, depth) bit for bit. Round trip: extract from a rendered-then-lit "
              "synthetic frame, re-render into the same frame, PSNR (peak = the frame's max) over face pixels whose "
              "texels were seen (their share of the face in the last column)\n\n" +
-             table(["", "new", "today", "speed-up", "rasters reused (median)", "identical", "round-trip PSNR dB",
+             table(["", "new", "today", "speed-up", "new, rasters reused", "identical", "round-trip PSNR dB",
                     "face share"], rows))
     load1 = os.getloadavg()
     text += (f"\n\nLoad average at the end: {load1[0]:.2f}, {load1[1]:.2f}, {load1[2]:.2f} (2 cores; other jobs "
