@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 ENV_MIRROR = "FACEGRAPH_MODEL_MIRROR"
 ENV_CACHE = "FACEGRAPH_CACHE"
+ENV_SHOT_CACHE = "FACEGRAPH_SHOT_CACHE"
 ENV_OFFLINE = "FACEGRAPH_OFFLINE"
 _CHUNK = 1 << 20
 
@@ -48,6 +49,16 @@ def sha256_of(path: Path | str) -> str:
         for block in iter(lambda: fh.read(_CHUNK), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def shot_cache_dir(folder: str | os.PathLike | None = None) -> Path:
+    """Where Analyse Shot keeps its per-frame results: ``folder`` when given (a node's ``cache_folder``, the
+    command line's ``--cache DIR``), else ``$FACEGRAPH_SHOT_CACHE``, else ``<facegraph cache>/shots``. The chunks
+    of a shot on a farm share one folder on shared storage; models stay in their own cache."""
+    chosen = os.fspath(folder) if folder else os.environ.get(ENV_SHOT_CACHE, "")
+    if chosen:
+        return Path(chosen).expanduser().absolute()
+    return default_cache_dir() / "shots"
 
 
 def default_cache_dir() -> Path:

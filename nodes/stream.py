@@ -26,7 +26,7 @@ from ..core.paths import INPUT_TIP
 from ..core.preview import draw_step, to_display
 from ..core.refine import EYE_MODES
 from ..core.shot import ShotResult, scaled_alignment
-from .temporal import analysis_options, save_sheet, sheet_inputs
+from .temporal import CACHE_FOLDER_INPUT, analysis_options, save_sheet, sheet_inputs
 from .io import (FILE_COLOURSPACES, _COLOURSPACE_TIP, _as_file_colourspace, _check_file_colourspace, exr_extra_inputs,
                  exr_output_inputs, files_changed, sequence_writer, writer_result)
 from .types import (ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, MODEL, SEQUENCE, STRING, TRACKS, in_path,
@@ -275,10 +275,11 @@ class StreamAnalyseFrames:
             "eyes": widget(EYE_MODES, "eye patches", default="auto"),
             "score_threshold": widget(FLOAT, "detector score threshold", default=0.6, min=0.0, max=1.0, step=0.01),
             "max_faces": widget(INT, "keep the best N faces per frame (0: all)", default=0, min=0, max=256),
+            "cache_folder": CACHE_FOLDER_INPUT,
         }}
 
     def analyse(self, frames, cache=True, detector=None, landmarks=None, recrop=1, eyes="auto", score_threshold=0.6,
-                max_faces=0):
+                max_faces=0, cache_folder=""):
         from ..models.shot import ShotAnalyser
 
         stream = _stream(frames)
@@ -287,8 +288,8 @@ class StreamAnalyseFrames:
                              hint="connect Open Sequence directly (colourspace auto)")
         if not stream.frames:
             raise InputError("the stream has no frames to analyse")
-        opts, root = analysis_options(detector, landmarks, recrop, eyes, cache, score_threshold=score_threshold,
-                                      max_faces=max_faces)
+        opts, root = analysis_options(detector, landmarks, recrop, eyes, cache, cache_folder,
+                                      score_threshold=score_threshold, max_faces=max_faces)
         faces = ShotAnalyser(opts).analyse(stream.source.subset(stream.frames), root)
         text = (f"{sum(len(ff) for ff in faces)} face(s) in {len(faces)} frames"
                 + (f", cache {root}" if root else ""))

@@ -22,7 +22,7 @@ from ..core.refine import EYE_MODES
 from ..core.shot import ShotResult, SmoothOptions, exposure_gate, process_shot, read_export, scaled_alignment, write_export
 from ..core.temporal import SMOOTH_METHODS
 from ..models.registry import registry
-from ..models.store import default_cache_dir
+from ..models.store import shot_cache_dir
 from .io import files_changed
 from .types import (in_path, out_path, ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, MODEL, SEQUENCE, STRING, TRACKS,
                     image_to_numpy, numpy_to_image, numpy_to_mask, widget)
@@ -76,9 +76,15 @@ def smooth_options(method: str, strength: float, fps: float) -> SmoothOptions:
     return SmoothOptions(method=method, fps=fps).with_strength(strength)
 
 
-def analysis_options(detector, landmarks, recrop: int, eyes: str, cache: bool, **detect):
+#: the shot cache folder input of the analysing nodes (one declaration)
+CACHE_FOLDER_INPUT = widget(STRING, "the shot cache folder (empty: $FACEGRAPH_SHOT_CACHE or the user cache); the "
+                                    "machines rendering one shot share it on shared storage", default="")
+
+
+def analysis_options(detector, landmarks, recrop: int, eyes: str, cache: bool, cache_folder: str = "", **detect):
     """(AnalysisOptions, shot-cache root or None) for a node's model handles (None: the registry's defaults),
-    re-crop passes, eye mode and DetectOptions fields; the device follows the detector handle."""
+    re-crop passes, eye mode, cache switch and folder (models.store.shot_cache_dir) and DetectOptions fields;
+    the device follows the detector handle."""
     from ..core.detection import DetectOptions
     from ..models.shot import AnalysisOptions
 
@@ -86,7 +92,7 @@ def analysis_options(detector, landmarks, recrop: int, eyes: str, cache: bool, *
         detector=(detector.model_id if detector else registry().default("detect").id),
         landmarks=(landmarks.model_id if landmarks else registry().default("landmarks").id),
         recrop=recrop, eyes=eyes, detect=DetectOptions(**detect), device=(detector.device if detector else "auto"))
-    return opts, (default_cache_dir() / "shots" if cache else None)
+    return opts, (shot_cache_dir((cache_folder or "").strip() or None) if cache else None)
 
 
 class AnalyseShot:
@@ -119,6 +125,7 @@ class AnalyseShot:
                                   max=1 << 30),
             "fps": widget(FLOAT, "frame rate when the input has none (sequences)", default=24.0, min=1.0,
                           max=240.0),
+            "cache_folder": CACHE_FOLDER_INPUT,
         }}
 
     @classmethod
@@ -126,13 +133,13 @@ class AnalyseShot:
         return files_changed(path, inputs)
 
     def analyse(self, path, frames="", missing="error", smoothing="rts", strength=0.0, cache=True, detector=None,
-                landmarks=None, recrop=1, eyes="auto", start_frame=1001, fps=24.0):
+                landmarks=None, recrop=1, eyes="auto", start_frame=1001, fps=24.0, cache_folder=""):
         from ..models.shot import analyse_shot
 
         src = open_source(in_path(path), parse_frames(frames), missing=missing, start_frame=start_frame)
         if src.fps is None:
             src.fps = fps
-        opts, root = analysis_options(detector, landmarks, recrop, eyes, cache)
+        opts, root = analysis_options(detector, landmarks, recrop, eyes, cache, cache_folder)
         result = analyse_shot(src, opts, smooth_options(smoothing, strength, src.fps), cache_root=root)
         first = result.frames[0]
         info = SequenceInfo(pattern=src.path, frames=tuple(src.frames), filled=tuple(src.missing),

@@ -24,7 +24,7 @@ from ..core.io.video import VideoWriter
 from ..core.preview import contact_sheet, draw_step
 from ..core.shot import SmoothOptions, scaled_alignment, write_export
 from ..models.shot import AnalysisOptions, analyse_shot
-from ..models.store import default_cache_dir
+from ..models.store import shot_cache_dir
 
 
 def analyse_to_disk(input_path: str, out: str | Path, *, frames: Sequence[int] | None = None,
@@ -57,7 +57,7 @@ def analyse_to_disk(input_path: str, out: str | Path, *, frames: Sequence[int] |
 def _analyse(src, out: Path, folder: OutputFolder, *, missing, smooth, strength, detector, landmarks, crops,
              crop_size, cache, preview, device) -> Iterator[str]:
     opts = AnalysisOptions(detector=detector, landmarks=landmarks, device=device)
-    root = default_cache_dir() / "shots" if cache else None
+    root = shot_cache_dir() if cache else None
     result = analyse_shot(src, opts, SmoothOptions(method=smooth, fps=src.fps).with_strength(strength), cache_root=root)
     filled = sum(sum(t.filled) for t in result.tracks)
     yield (f"analysed {len(result.frames)} frames ({src.frames[0]}-{src.frames[-1]}): {len(result.tracks)} track(s), "

@@ -106,22 +106,22 @@ def per_shot_outputs(graph: Mapping[str, dict], classes: Mapping[str, type] | No
 
 @contextlib.contextmanager
 def cache_folder(cache_dir: str | os.PathLike | None) -> Iterator[None]:
-    """Use ``cache_dir`` as facegraph's cache (the shot cache is ``<dir>/shots``) inside the block; "" / None
-    keeps the default (FACEGRAPH_CACHE, else the user cache)."""
-    from ..models.store import ENV_CACHE
+    """Use ``cache_dir`` as the shot cache (models.store.shot_cache_dir: ``$FACEGRAPH_SHOT_CACHE``) inside the
+    block; "" / None keeps the default. The model cache is not moved."""
+    from ..models.store import ENV_SHOT_CACHE
 
     if not cache_dir:
         yield
         return
-    before = os.environ.get(ENV_CACHE)
-    os.environ[ENV_CACHE] = os.path.abspath(os.fspath(cache_dir))
+    before = os.environ.get(ENV_SHOT_CACHE)
+    os.environ[ENV_SHOT_CACHE] = os.path.abspath(os.fspath(cache_dir))
     try:
         yield
     finally:
         if before is None:
-            os.environ.pop(ENV_CACHE, None)
+            os.environ.pop(ENV_SHOT_CACHE, None)
         else:
-            os.environ[ENV_CACHE] = before
+            os.environ[ENV_SHOT_CACHE] = before
 
 
 def shot_analysis_nodes(graph: Mapping[str, dict], classes: Mapping[str, type] | None = None) -> list[str]:

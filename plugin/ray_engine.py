@@ -260,7 +260,7 @@ def run_on_ray(template: str, assignments: Mapping[str, Any], frames: tuple[int,
     plan = [tuple(int(f) for f in c) for c in plan_chunks(tuple(frames), chunk)]
     if not plan:
         raise InputError(f"frames {frames!r} hold no frame to run")
-    if address is not None and not cache_dir and not os.environ.get("FACEGRAPH_CACHE"):
+    if address is not None and not cache_dir and not os.environ.get("FACEGRAPH_SHOT_CACHE"):
         log.warning("no --cache folder: each node of the Ray cluster keeps its own shot cache; give one on "
                     "storage every node sees so the chunks of a shot share it (and facegraph merge can use it)")
     folders = (_absolute(input_dir), _absolute(output_dir), _absolute(cache_dir) if cache_dir else "")

@@ -132,3 +132,25 @@ def test_every_mirrored_model_resolves_and_verifies(mirror, tmp_path):
         if all(f.sha256 for f in spec.files):
             res = store.resolve(spec)
             assert set(res.locations.values()) == {"mirror"}, spec.id
+
+
+def test_the_shot_cache_folder_is_an_input_and_never_moves_the_model_cache(tmp_path, monkeypatch):
+    from facegraph.models.store import default_cache_dir, shot_cache_dir
+    from facegraph.plugin.chunks import cache_folder
+
+    monkeypatch.delenv("FACEGRAPH_SHOT_CACHE", raising=False)
+    assert shot_cache_dir() == default_cache_dir() / "shots"
+    assert shot_cache_dir(tmp_path / "given") == tmp_path / "given"  # a node's cache_folder input
+    models = default_cache_dir()
+    with cache_folder(tmp_path / "farm"):  # --cache DIR
+        assert shot_cache_dir() == tmp_path / "farm" and default_cache_dir() == models
+        assert shot_cache_dir(tmp_path / "given") == tmp_path / "given"  # the node's own folder wins
+    assert shot_cache_dir() == default_cache_dir() / "shots"
+
+
+def test_analyse_shot_writes_its_cache_in_the_folder_it_is_given(tmp_path):
+    from facegraph.nodes.temporal import analysis_options
+
+    _, root = analysis_options(None, None, 1, "auto", True, str(tmp_path / "c"))
+    assert root == tmp_path / "c"
+    assert analysis_options(None, None, 1, "auto", False, str(tmp_path / "c"))[1] is None  # cache off
