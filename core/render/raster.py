@@ -167,9 +167,10 @@ class _Ops:
     arithmetic, comparisons, bit operations, broadcasting and slicing are written once with operators; ``xp`` is
     the module whose minimum / maximum / where / floor / ceil / sign / amin / isfinite the kernel calls."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, grad: bool = False) -> None:
+        """``grad``: an input requires grad (with grad mode on): stay in torch, which keeps the graph."""
         self.device = device
-        self.numpy = bool(USE_NUMPY_NONZERO and device.type == "cpu")
+        self.numpy = bool(USE_NUMPY_NONZERO and device.type == "cpu" and not grad)
         if self.numpy:
             self.xp = np
             self.f32, self.i32, self.i64, self.bool = np.float32, np.int32, np.int64, np.bool_
@@ -362,7 +363,7 @@ def _setup(ops: _Ops, vertices: torch.Tensor, triangles: torch.Tensor, size: tup
                 box[r, sl] = i0
                 ext.append(i1 - i0 + 1)
                 box[2 + r, sl] = ext[-1]
-            ok &= (ext[0] > 0) & (ext[1] > 0)
+            ok = ok & (ext[0] > 0) & (ext[1] > 0)  # not in place: autograd keeps the first ok (torch path)
             small = (ext[0] <= TILE) & (ext[1] <= TILE)
             g = xp.where(small, (ext[1] - 1) * TILE + (ext[0] - 1), _BIG)
             group[sl] = xp.where(ok, g, _NONE)
@@ -383,8 +384,8 @@ class _Entries:
 
 def _plan_chunks(counts: list[int], limit: int) -> list[tuple[int, int, int, int]]:
     """Cut entries sorted by group (counts[g] entries of group g = (h - 1) * TILE + (w - 1)) into chunks
-    (start, stop, kw, kh) of at most ``limit`` candidates (kw * kh per entry) and at most limit / 20 entries (the
-    coefficient gather) where the window allows: each group fills chunks of its own window; the group after it may
+    (start, stop, kw, kh) of at most ``limit`` candidates (kw * kh per entry) and row / column terms (3 * kh or
+    3 * kw per entry) where the window allows: each group fills chunks of its own window; the group after it may
     join the last one (its window grows to fit both) while the extra padding costs fewer than _CHUNK_COST
     candidates."""
     def capacity(kw: int, kh: int) -> int:
@@ -593,8 +594,9 @@ def rasterise(vertices: torch.Tensor, triangles: torch.Tensor, size: Sequence[in
     if k < 1 or k * k != samples:
         raise InputError(f"samples must be a square number of samples per pixel (1, 4, 9, 16), got {samples!r}")
     b, f = vertices.shape[0], tris.shape[0]
-    ops = _Ops(vertices.device)
-    vertices = vertices.detach()
+    ops = _Ops(vertices.device, grad=vertices.requires_grad and torch.is_grad_enabled())
+    if ops.numpy:
+        vertices = vertices.detach()
     with np.errstate(all="ignore"):  # NaN / inf of ignored triangles, in the numpy path
         st = _setup(ops, vertices, tris, (w, h), cull_backfaces, 1)
         keys = _zbuffer(ops, st, (w, h), b, f)
@@ -646,11 +648,12 @@ def interpolate(raster: Raster, attributes: torch.Tensor, triangles: torch.Tenso
     if top >= tris.shape[0]:
         raise InputError(f"triangles has {tris.shape[0]} rows but the raster refers to triangle {top}: pass the "
                          f"rasterised triangle list (or its uv twin)")
-    ops = _Ops(attributes.device)
+    ops = _Ops(attributes.device, grad=torch.is_grad_enabled() and (attributes.requires_grad or
+                                                                    raster.bary.requires_grad))
     per_item = attributes.ndim == 3 and attributes.shape[0] == b and b > 1
     tid = ops.array(raster.tri_id.reshape(b, h * w))
     lam = ops.array(raster.bary.reshape(b, h * w, 3))
-    table = ops.contiguous(ops.array(attributes.detach().reshape(-1, d)).T)  # (D, V * items)
+    table = ops.contiguous(ops.array(attributes.reshape(-1, d)).T)  # (D, V * items)
     corners = [ops.contiguous(ops.array(tris[:, k])) for k in range(3)]
     out = ops.zeros((b, d, h * w), ops.f32)
     for bi in range(b):

@@ -519,3 +519,16 @@ def test_cpu_path_runs_on_the_calling_thread():
         interpolate(r, v[0], faces)
     other, own = (time.process_time() - p0) - (time.thread_time() - t0), time.thread_time() - t0
     assert other < 0.1 * own + 0.005, (other, own)
+
+
+def test_inputs_requiring_grad_keep_the_graph(device):
+    """With an input that requires grad the torch path runs (numpy would cut the graph): same raster, and
+    barycentrics / interpolated attributes are differentiable in the vertices."""
+    v = _mesh([[1.0, 1.0, 1.0], [9.0, 1.5, 2.0], [1.5, 9.0, 3.0]], device)
+    faces = torch.tensor([[0, 1, 2]], device=device)
+    plain = rasterise(v, faces, (10, 10))
+    vg = v.clone().requires_grad_()
+    r = rasterise(vg, faces, (10, 10))
+    assert torch.equal(r.tri_id, plain.tri_id) and torch.equal(r.bary.detach(), plain.bary)
+    interpolate(r, vg[0], faces).sum().backward()
+    assert vg.grad is not None and torch.isfinite(vg.grad).all()
