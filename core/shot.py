@@ -50,8 +50,10 @@ class GateOptions:
     clipped: float = 0.5
 
 
-def exposure_gate(face: Face, frame: np.ndarray, options: GateOptions = GateOptions()) -> str | None:
-    """'dark:<value>' / 'clipped:<fraction>' from the linear frame (H, W, 3), or None."""
+def exposure_gate(face: Face, frame: np.ndarray, options: GateOptions = GateOptions(), *,
+                  peak: float | None = None) -> str | None:
+    """'dark:<value>' / 'clipped:<fraction>' from the linear frame (H, W, 3), or None. ``peak``: the frame's
+    maximum over its colour channels when the caller has it (:func:`gate_frame` measures it once per frame)."""
     h, w = frame.shape[:2]
     x0, y0, x1, y1 = (int(round(v)) for v in face.box)
     region = frame[max(0, y0):min(h, max(y1, y0 + 1)), max(0, x0):min(w, max(x1, x0 + 1)), :3]
@@ -61,12 +63,25 @@ def exposure_gate(face: Face, frame: np.ndarray, options: GateOptions = GateOpti
     med = float(np.median(lum))
     if med < options.dark:
         return f"dark:{med:.2g}"
-    top = float(np.max(frame[..., :3]))
+    top = float(np.max(frame[..., :3])) if peak is None else float(peak)
     if 0.95 <= top <= 1.0 + 1e-6:  # a display-referred source clipped at white: pixels piled at the maximum
         frac = float(np.mean(region.max(-1) >= 0.99 * top))
         if frac > options.clipped:
             return f"clipped:{frac:.2f}"
     return None
+
+
+def gate_frame(ff: FrameFaces, frame: np.ndarray, options: GateOptions = GateOptions()) -> FrameFaces:
+    """``ff`` with the exposure gate's ``gate=<why>`` note on each face it fails (:func:`exposure_gate`), the
+    frame's peak measured once for all its faces. frame: (H, W, C >= 3) linear float numpy."""
+    if not ff.faces:
+        return ff
+    peak = float(np.max(frame[..., :3]))
+    faces = []
+    for f in ff.faces:
+        why = exposure_gate(f, frame, options, peak=peak)
+        faces.append(f.replace(notes=f.notes + (f"gate={why}",)) if why else f)
+    return ff.replace(faces=tuple(faces))
 
 
 def face_gate(face: Face, options: GateOptions = GateOptions()) -> str | None:

@@ -19,7 +19,7 @@ from ..core.io.source import open_source
 from ..core.paths import INPUT_TIP, OUTPUT_TIP
 from ..core.preview import contact_sheet
 from ..core.refine import EYE_MODES
-from ..core.shot import ShotResult, SmoothOptions, exposure_gate, process_shot, read_export, scaled_alignment, write_export
+from ..core.shot import ShotResult, SmoothOptions, gate_frame, process_shot, read_export, scaled_alignment, write_export
 from ..core.temporal import SMOOTH_METHODS
 from ..models.registry import registry
 from ..models.store import shot_cache_dir
@@ -175,11 +175,7 @@ class TrackFaces:
         gated = []
         with progress.task(len(frames), "exposure gate") as bar:
             for img, ff in zip(frames, faces):
-                out = []
-                for f in ff.faces:
-                    why = exposure_gate(f, img[..., :3])
-                    out.append(f.replace(notes=f.notes + (f"gate={why}",)) if why else f)
-                gated.append(ff.replace(faces=tuple(out)))
+                gated.append(gate_frame(ff, img))
                 bar.advance()
         result = process_shot(gated, smooth_options(smoothing, strength, fps))
         return (result.frames, result)

@@ -84,6 +84,22 @@ def test_face_and_exposure_gates():
     assert exposure_gate(f, clipped * 4) is None  # scene-linear highlights above 1 are not clipping
 
 
+def test_gate_frame_notes_each_face_as_the_per_face_gate_does():
+    from facegraph.core.shot import gate_frame
+    from facegraph.core.types import FrameFaces
+
+    frame = np.full((100, 100, 3), 0.2, np.float32)
+    frame[20:60, 20:60] = 1.0   # one face clipped
+    frame[70:90, 70:90] = 1e-6  # one dark
+    faces = (Face(box=[20, 20, 60, 60]), Face(box=[70, 70, 90, 90]), Face(box=[0, 0, 10, 10]))
+    out = gate_frame(FrameFaces(frame=3, size=(100, 100), faces=faces), frame)
+    want = [exposure_gate(f, frame) for f in faces]
+    assert [next((n[5:] for n in f.notes if n.startswith("gate=")), None) for f in out.faces] == want
+    assert want[0].startswith("clipped") and want[1].startswith("dark") and want[2] is None
+    empty = FrameFaces(frame=3, size=(100, 100), faces=())
+    assert gate_frame(empty, frame) is empty
+
+
 @pytest.mark.shared
 def test_export_round_trip_and_chan(synthetic, tmp_path):
     motion, frames = synthetic
