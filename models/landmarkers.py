@@ -411,12 +411,8 @@ class TDDFA(LandmarkModel):
         from .loader import resolve_files
         from .safe_pickle import load_arrays
         from .tddfa_net import MobileNetV1
-        from .tflite_torch import load_state_dict
 
-        ckpt = load_state_dict(resolved.path(".pth"))
-        state = ckpt.get("state_dict", ckpt)
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-        self.net = MobileNetV1.from_state_dict(state).eval().to(device)
+        self.net = MobileNetV1.from_checkpoint(resolved.path(".pth")).to(device)
         stats = load_arrays(resolved.path(".pkl"))
         self.mean, self.std = stats["mean"].astype(np.float64), stats["std"].astype(np.float64)
         bfm = resolve_files("bfm_3ddfa")

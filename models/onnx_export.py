@@ -189,12 +189,8 @@ def torch_network(model_id: str, part: str = "", *, store=None) -> Network:
                        "input", outs, sha)
     if spec.family == "tddfa":
         from .tddfa_net import MobileNetV1
-        from .tflite_torch import load_state_dict
 
-        ckpt = load_state_dict(resolved.path(".pth"))
-        state = ckpt.get("state_dict", ckpt)
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-        net = MobileNetV1.from_state_dict(state).eval()
+        net = MobileNetV1.from_checkpoint(resolved.path(".pth"))
         size = int(spec.contract("size", [120, 120])[0])
         return Network(model_id, part, _TDDFANet(net).eval(), (3, size, size), "NCHW", "input",
                        ("out0_params", "out1_landmarks"), sha)

@@ -45,6 +45,16 @@ class MobileNetV1(nn.Module):
         self.fc_lm = ops.Linear(widths[-1], n_landmarks) if n_landmarks else None
 
     @classmethod
+    def from_checkpoint(cls, path) -> "MobileNetV1":
+        """The network of a 3DDFA_V2 ``.pth`` checkpoint (a verified file: read with the safe loader; a
+        ``state_dict`` entry and DataParallel's ``module.`` prefixes accepted), in eval mode on the CPU."""
+        from .tflite_torch import load_state_dict
+
+        ckpt = load_state_dict(path)
+        state = ckpt.get("state_dict", ckpt)
+        return cls.from_state_dict({k.removeprefix("module."): v for k, v in state.items()}).eval()
+
+    @classmethod
     def from_state_dict(cls, state: dict) -> "MobileNetV1":
         try:
             widths = [state["conv1.weight"].shape[0]] + [state[f"{n}.conv_sep.weight"].shape[0] for n, _ in BLOCKS]
