@@ -58,8 +58,9 @@ class AnalysisOptions:
     chain, detection included) iff ``f % detect_every == 0`` or it is the shot's first frame (:func:`is_keyframe`
     where frames are skipped); the frames between
     follow the previous frame's landmarks with one mesh pass. 1 (the default) = detect every frame, as before.
-    8 is the measured trade-off (bench/chain.py ``--tracking``: 2.3x faster per 1080p frame than detecting
-    every frame, landmarks within 0.6 px mean / 1.6 px p95 of it on the real clips, no fall-backs)."""
+    8 is the measured trade-off (bench/chain.py ``--tracking``, LiteRT on 2 CPU threads: 21 ms per 1080p frame
+    instead of 42-45 ms; landmarks within 0.2-0.6 px mean / 1.6 px p95 of detecting every frame on the real
+    clips, no fall-backs, the same jitter)."""
 
     detector: str = "yunet_n"
     landmarks: str = "mediapipe_landmarker_v2"
