@@ -36,7 +36,7 @@ from ..core.errors import InputError
 from ..core.io.frames import Frame
 from ..core.io.source import Source
 from ..core.refine import RefineOptions
-from ..core.shot import GateOptions, ShotResult, SmoothOptions, exposure_gate, process_shot
+from ..core.shot import GateOptions, ShotResult, SmoothOptions, gate_frame, process_shot
 from ..core.shotcache import FrameCache, file_identity, stable_hash
 from ..core.tracking import TrackOptions
 from ..core.types import FrameFaces
@@ -57,10 +57,10 @@ class AnalysisOptions:
     detect_every: ROI tracking between keyframes (module docstring): frame f of a shot is a keyframe (full
     chain, detection included) iff ``f % detect_every == 0`` or it is the shot's first frame (:func:`is_keyframe`
     where frames are skipped); the frames between
-    follow the previous frame's landmarks with one mesh pass. 1 (the default) = detect every frame, as before.
-    8 is the measured trade-off (bench/chain.py ``--tracking``, LiteRT on 2 CPU threads: 21 ms per 1080p frame
-    instead of 42-45 ms; landmarks within 0.2-0.6 px mean / 1.6 px p95 of detecting every frame on the real
-    clips, no fall-backs, the same jitter)."""
+    follow the previous frame's landmarks with one mesh pass; 1 = detect every frame. The default, 8, is the
+    measured trade-off (bench/chain.py ``--tracking``, LiteRT on 2 CPU threads: 21 ms per 1080p frame instead
+    of 42-45 ms; landmarks within 0.2-0.6 px mean / 1.6 px p95 of detecting every frame on the real clips, no
+    fall-backs, the same jitter); a face that enters between keyframes is found at the next keyframe."""
 
     detector: str = "yunet_n"
     landmarks: str = "mediapipe_landmarker_v2"
@@ -72,7 +72,7 @@ class AnalysisOptions:
     gate: GateOptions = GateOptions()
     device: str = "auto"
     threads: int = 0
-    detect_every: int = 1
+    detect_every: int = 8
 
     def __post_init__(self) -> None:
         n = self.detect_every
@@ -244,18 +244,11 @@ class ShotAnalyser:
         return out
 
     def _gated(self, items: list, found: list[FrameFaces]) -> list[FrameFaces]:
-        """``found`` with the exposure gate's notes (core.shot.exposure_gate) on each face."""
+        """``found`` with the exposure gate's notes (core.shot.gate_frame) on each face."""
         out = []
         for x, ff in zip(items, found):
-            rgb = x[:3].permute(1, 2, 0)
-            rgb = rgb.numpy() if rgb.device.type == "cpu" else None
-            faces = []
-            for f in ff.faces:
-                if rgb is None:  # core.shot.exposure_gate reads numpy pixels: one copy to the CPU
-                    rgb = x[:3].permute(1, 2, 0).cpu().numpy()
-                why = exposure_gate(f, rgb, self.options.gate)
-                faces.append(f.replace(notes=f.notes + (f"gate={why}",)) if why else f)
-            out.append(ff.replace(faces=tuple(faces)))
+            # core.shot.gate_frame reads numpy pixels: a view on the CPU, one copy from another device
+            out.append(gate_frame(ff, x[:3].permute(1, 2, 0).cpu().numpy(), self.options.gate) if ff.faces else ff)
         return out
 
     def analyse_sequence(self, frames, numbers: Sequence[int]) -> list[FrameFaces]:

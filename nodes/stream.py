@@ -290,6 +290,7 @@ class StreamAnalyseFrames:
             raise InputError("the stream has no frames to analyse")
         opts, root = analysis_options(detector, landmarks, recrop, eyes, cache, cache_folder,
                                       score_threshold=score_threshold, max_faces=max_faces)
+        opts = dataclasses.replace(opts, detect_every=1)  # every frame on its own: no tracking between frames
         faces = ShotAnalyser(opts).analyse(stream.source.subset(stream.frames), root)
         text = (f"{sum(len(ff) for ff in faces)} face(s) in {len(faces)} frames"
                 + (f", cache {root}" if root else ""))

@@ -22,6 +22,7 @@ from ..core.refine import EYE_MODES
 from ..core.shot import ShotResult, SmoothOptions, gate_frame, process_shot, read_export, scaled_alignment, write_export
 from ..core.temporal import SMOOTH_METHODS
 from ..models.registry import registry
+from ..models.shot import AnalysisOptions
 from ..models.store import shot_cache_dir
 from .io import files_changed
 from .types import (in_path, out_path, ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, MODEL, SEQUENCE, STRING, TRACKS,
@@ -76,22 +77,25 @@ def smooth_options(method: str, strength: float, fps: float) -> SmoothOptions:
     return SmoothOptions(method=method, fps=fps).with_strength(strength)
 
 
+#: Analyse Shot's keyframe interval default: the analysis options' own (models/shot.py)
+_DETECT_EVERY = next(f.default for f in dataclasses.fields(AnalysisOptions) if f.name == "detect_every")
 #: the shot cache folder input of the analysing nodes (one declaration)
 CACHE_FOLDER_INPUT = widget(STRING, "the shot cache folder (empty: $FACEGRAPH_SHOT_CACHE or the user cache); the "
                                     "machines rendering one shot share it on shared storage", default="")
 
 
-def analysis_options(detector, landmarks, recrop: int, eyes: str, cache: bool, cache_folder: str = "", **detect):
+def analysis_options(detector, landmarks, recrop: int, eyes: str, cache: bool, cache_folder: str = "",
+                     detect_every: int | None = None, **detect):
     """(AnalysisOptions, shot-cache root or None) for a node's model handles (None: the registry's defaults),
     re-crop passes, eye mode, cache switch and folder (models.store.shot_cache_dir) and DetectOptions fields;
     the device follows the detector handle."""
     from ..core.detection import DetectOptions
-    from ..models.shot import AnalysisOptions
 
     opts = AnalysisOptions(
         detector=(detector.model_id if detector else registry().default("detect").id),
         landmarks=(landmarks.model_id if landmarks else registry().default("landmarks").id),
-        recrop=recrop, eyes=eyes, detect=DetectOptions(**detect), device=(detector.device if detector else "auto"))
+        recrop=recrop, eyes=eyes, detect=DetectOptions(**detect), device=(detector.device if detector else "auto"),
+        **({} if detect_every is None else {"detect_every": int(detect_every)}))
     return opts, (shot_cache_dir((cache_folder or "").strip() or None) if cache else None)
 
 
@@ -126,6 +130,10 @@ class AnalyseShot:
             "fps": widget(FLOAT, "frame rate when the input has none (sequences)", default=24.0, min=1.0,
                           max=240.0),
             "cache_folder": CACHE_FOLDER_INPUT,
+            "detect_every": widget(INT, "run the detector on every N-th frame (keyframes) and follow the landmarks "
+                                        "between them (MediaPipe's video mode, 2x faster); a face entering between "
+                                        "keyframes is found at the next one; 1: every frame",
+                                   default=_DETECT_EVERY, min=1, max=64),
         }}
 
     @classmethod
@@ -133,13 +141,14 @@ class AnalyseShot:
         return files_changed(path, inputs)
 
     def analyse(self, path, frames="", missing="error", smoothing="rts", strength=0.0, cache=True, detector=None,
-                landmarks=None, recrop=1, eyes="auto", start_frame=1001, fps=24.0, cache_folder=""):
+                landmarks=None, recrop=1, eyes="auto", start_frame=1001, fps=24.0, cache_folder="",
+                detect_every=None):
         from ..models.shot import analyse_shot
 
         src = open_source(in_path(path), parse_frames(frames), missing=missing, start_frame=start_frame)
         if src.fps is None:
             src.fps = fps
-        opts, root = analysis_options(detector, landmarks, recrop, eyes, cache, cache_folder)
+        opts, root = analysis_options(detector, landmarks, recrop, eyes, cache, cache_folder, detect_every)
         result = analyse_shot(src, opts, smooth_options(smoothing, strength, src.fps), cache_root=root)
         first = result.frames[0]
         info = SequenceInfo(pattern=src.path, frames=tuple(src.frames), filled=tuple(src.missing),

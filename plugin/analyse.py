@@ -6,6 +6,8 @@ a landmark-overlay movie and a contact sheet. Nothing holds the sequence in memo
 """
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -32,7 +34,7 @@ def analyse_to_disk(input_path: str, out: str | Path, *, frames: Sequence[int] |
                     landmarks: str = "mediapipe_landmarker_v2", crops: bool = True, crop_size: int = 512,
                     cache: bool = True, start_frame: int = 1001, fps: float | None = None, preview: bool = True,
                     device: str = "auto", layer: str = "", nonfinite: str = "error",
-                    overwrite: bool = False) -> Iterator[str]:
+                    overwrite: bool = False, detect_every: int | None = None) -> Iterator[str]:
     """Analyse ``input_path`` into the folder ``out``. Refuses a non-empty ``out`` unless ``overwrite`` (then
     what the previous run wrote there is removed first: see core.fsutil.OutputFolder) and never writes over
     an input file. Every check that can fail cheaply (frame headers, output folder) runs before any work."""
@@ -49,14 +51,16 @@ def analyse_to_disk(input_path: str, out: str | Path, *, frames: Sequence[int] |
     try:
         yield from _analyse(src, out, folder, missing=missing, smooth=smooth, strength=strength, detector=detector,
                             landmarks=landmarks, crops=crops, crop_size=crop_size, cache=cache, preview=preview,
-                            device=device)
+                            device=device, detect_every=detect_every)
     finally:
         folder.finish()
 
 
 def _analyse(src, out: Path, folder: OutputFolder, *, missing, smooth, strength, detector, landmarks, crops,
-             crop_size, cache, preview, device) -> Iterator[str]:
+             crop_size, cache, preview, device, detect_every=None) -> Iterator[str]:
     opts = AnalysisOptions(detector=detector, landmarks=landmarks, device=device)
+    if detect_every is not None:
+        opts = dataclasses.replace(opts, detect_every=int(detect_every))
     root = shot_cache_dir() if cache else None
     result = analyse_shot(src, opts, SmoothOptions(method=smooth, fps=src.fps).with_strength(strength), cache_root=root)
     filled = sum(sum(t.filled) for t in result.tracks)

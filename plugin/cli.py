@@ -736,6 +736,9 @@ def add_analyse(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start-frame", type=int, default=1001)
     p.add_argument("--fps", type=float, help="frame rate for sequences (default: 24)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--detect-every", type=int, default=None, metavar="N",
+                   help="run the detector on every N-th frame (keyframes) and follow the landmarks between them; "
+                        "1: every frame (default 8)")
     add_read_arguments(p)
     p.add_argument("--overwrite", action="store_true",
                    help="replace what an earlier run wrote into --out (its manifest); never other files")
@@ -757,7 +760,7 @@ def _analyse(args: argparse.Namespace) -> int:
                                 landmarks=args.landmarks, crops=not args.no_crops, crop_size=args.crop_size,
                                 cache=not args.no_cache, start_frame=args.start_frame, fps=args.fps,
                                 preview=not args.no_preview, device=args.device, layer=args.layer,
-                                nonfinite=args.nonfinite, overwrite=args.overwrite):
+                                nonfinite=args.nonfinite, overwrite=args.overwrite, detect_every=args.detect_every):
         print(line)
     return 0
 

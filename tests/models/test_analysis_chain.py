@@ -71,7 +71,7 @@ def test_shot_analyser_streams_in_batches_as_frame_by_frame(tmp_path, data, anal
     px, _ = read_image(data / "stills" / "s0.jpg")
     for f in range(1, 4):
         write_image(tmp_path / f"p.{f:04d}.exr", np.roll(px[..., :3], 9 * f, axis=1) * np.float32(0.5 + f / 4))
-    an = ShotAnalyser(AnalysisOptions(device="cpu"), batch=2)
+    an = ShotAnalyser(AnalysisOptions(device="cpu", detect_every=1), batch=2)
     an.detector, an.mesh, an.iris = (analysers["auto"].detector, analysers["auto"].mesh,
                                      analysers["auto"].iris)  # the loaded models, not a second load
     seen = []

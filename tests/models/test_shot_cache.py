@@ -21,7 +21,7 @@ def plate(tmp_path, data):
 
 def test_cache_is_reused_then_invalidated(plate, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    an = ShotAnalyser(AnalysisOptions(device="cpu"))
+    an = ShotAnalyser(AnalysisOptions(device="cpu", detect_every=1))
     calls = []
     real = ShotAnalyser.analyse_frames
 
@@ -45,7 +45,7 @@ def test_cache_is_reused_then_invalidated(plate, tmp_path, monkeypatch):
     assert calls == [3]
     # a changed setting is another cache
     calls.clear()
-    ShotAnalyser(AnalysisOptions(device="cpu", recrop=0)).analyse(open_source(plate), cache)
+    ShotAnalyser(AnalysisOptions(device="cpu", recrop=0, detect_every=1)).analyse(open_source(plate), cache)
     assert calls == [1, 2, 3, 4]
     # a sub-range shares the entries
     calls.clear()
