@@ -49,3 +49,23 @@ def test_overrides_and_errors(tmp_path):
         ui_to_api(ui, NODE_CLASSES)
     ui["nodes"][1]["mode"] = 2  # muted: dropped
     assert list(ui_to_api(ui, NODE_CLASSES)) == ["1"]
+
+
+def test_the_shipped_templates_are_what_the_generator_writes():
+    """example_workflows/*.json are made by tests/golden/make_workflows.py from the node classes: a node that
+    gains an input changes the UI format's widget list, so a template not regenerated would fail here."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from facegraph.nodes import NODE_CLASSES
+    from facegraph.plugin.workflow import api_to_ui
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("make_workflows", root / "tests" / "golden" / "make_workflows.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    for name, (graph, title) in gen.WORKFLOWS.items():
+        want = api_to_ui(graph, NODE_CLASSES, title=title, parameters=gen.PARAMETERS[name])
+        shipped = json.loads((root / "example_workflows" / f"{name}.json").read_text())
+        assert shipped == json.loads(json.dumps(want)), f"{name}.json: run tests/golden/make_workflows.py"
