@@ -23,12 +23,13 @@ import torch
 
 from ..core.colour import FrameViews
 from .threads import small_stage
-from ..core.errors import ModelError
+from ..core.errors import InputError, ModelError
 from ..core.warp import SUPPORT_PX, warp_affine
 from ..core.landmarks import (EYE_CORNERS_LEFT, EYE_CORNERS_RIGHT, Roi, blaze_box_from_keypoints, decode_heatmaps, project_points,
                               roi_from_box, roi_from_points, roi_from_segment, rotation_of)
 from ..core.morphable import frame_camera, reconstruct
 from ..core.pose import fit_rigid_3d, rigid_residual, rotation_from_scaled
+from .loader import PRECISIONS
 from .registry import ModelSpec
 from .store import ResolvedModel
 
@@ -121,6 +122,23 @@ def _display_views(view: np.ndarray, n: int) -> tuple[FrameViews, list[int]]:
     return FrameViews.from_display([view]), [0] * n
 
 
+#: precisions of the torch-ported TFLite graphs (``load_model(..., precision=)``): weights and activations in
+#: that dtype, outputs returned as float32; LiteRT runs the graphs in float32 only, so another precision runs the
+#: torch port on any device (bench/precision.py measures what each costs in landmark NME)
+PRECISION_DTYPES = dict(zip(PRECISIONS, (torch.float32, torch.float16, torch.bfloat16)))
+
+
+def precision_dtype(precision: str) -> torch.dtype:
+    """The torch dtype of a precision name (models.loader.PRECISIONS); InputError naming the choices otherwise."""
+    if precision not in PRECISION_DTYPES:
+        raise InputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return PRECISION_DTYPES[precision]
+
+
+def _module_dtype(module) -> torch.dtype:
+    return next((b.dtype for b in module.buffers() if b.is_floating_point()), torch.float32)
+
+
 def _run_chunks(module, x: torch.Tensor, max_batch: int, fast=None) -> list[np.ndarray]:
     """Run a TFLite-ported module over x (N, ...) in chunks of at most ``max_batch`` (chunks padded to a
     power of two, so a traced graph exists for few batch sizes); outputs concatenated as numpy float32.
@@ -130,7 +148,7 @@ def _run_chunks(module, x: torch.Tensor, max_batch: int, fast=None) -> list[np.n
     dev = next(iter(module.buffers())).device
     if fast is not None and fast.active(dev):
         return fast.run(x.detach().cpu().numpy())
-    x = x.to(dev)
+    x = x.to(dev, dtype=_module_dtype(module))
     outs: list[list[np.ndarray]] = []
     with small_stage(dev):  # per-face networks: small tensors, single-threaded where threads would spin
         for start in range(0, x.shape[0], max_batch):
@@ -274,13 +292,18 @@ class MediaPipeMesh(LandmarkModel):
 
     The graphs run on the torch port (``tflite_torch``), or on the CPU on LiteRT where it is installed
     (``litert_runtime``; ``tflite_runtime``: "auto" | "litert" | "torch", None: ``$FACEGRAPH_TFLITE_RUNTIME``),
-    chosen at each call by where the torch port's weights are."""
+    chosen at each call by where the torch port's weights are. ``precision`` "fp16" / "bf16" runs the torch
+    port in that dtype on any device (for GPUs; LiteRT is float32)."""
 
     def __init__(self, spec: ModelSpec, resolved: ResolvedModel, *, device: str = "cpu", threads: int = 0,
-                 tflite_runtime: str | None = None):
+                 tflite_runtime: str | None = None, precision: str = "fp32"):
         super().__init__(spec, resolved, device=device)
         from .litert_runtime import CpuFastPath
         from .tflite_torch import TFLiteModule
+
+        dtype = precision_dtype(precision)
+        if dtype != torch.float32:
+            tflite_runtime = "torch"
 
         path = resolved.path()
         self.canonical = None
@@ -301,6 +324,11 @@ class MediaPipeMesh(LandmarkModel):
             self.scheme, self.n_points = "mediapipe468", 468
         self.input_size = int(self._mesh.input_shapes[0][1])
         self.max_batch = _batch_limit(device)
+        self.precision = precision
+        if dtype != torch.float32:
+            self._mesh = self._mesh.to(dtype)
+            if self._blend is not None:
+                self._blend = self._blend.to(dtype)
 
     def roi_for(self, box, keypoints=None, points=None, scheme=""):
         if points is not None and scheme.startswith("mediapipe") and len(points) >= 468:
@@ -521,12 +549,17 @@ class IrisModel:
     task = "refine"
     input_size = 64
 
-    def __init__(self, spec, resolved, *, device="cpu", threads=0, tflite_runtime: str | None = None):
+    def __init__(self, spec, resolved, *, device="cpu", threads=0, tflite_runtime: str | None = None,
+                 precision: str = "fp32"):
         from .litert_runtime import CpuFastPath
         from .tflite_torch import TFLiteModule
 
+        dtype = precision_dtype(precision)
+        if dtype != torch.float32:
+            tflite_runtime = "torch"  # LiteRT runs the graph in float32 only
         self.spec = spec
-        self._module = TFLiteModule.from_file(resolved.path(".tflite"), device=device)
+        self.precision = precision
+        self._module = TFLiteModule.from_file(resolved.path(".tflite"), device=device).to(dtype)
         # on the CPU LiteRT where installed (see MediaPipeMesh)
         self._fast = CpuFastPath(resolved.path(".tflite"), outputs=self._module.graph.outputs, threads=threads,
                                  option=tflite_runtime)

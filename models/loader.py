@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import logging
 import threading
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import ModelError
+from ..core.errors import InputError, ModelError
 from .cache import CacheKey, ModelCache, default_cache
 from .devices import resolve_device
 from .registry import ModelSpec, registry
@@ -93,6 +94,10 @@ def spec_for(model_id: str | None, task: str | None = None) -> ModelSpec:
     return registry().default(task)
 
 
+#: precisions a model can be loaded in (the wrappers that take ``precision`` say which they support)
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
 def load_model(model_id: str | None = None, *, task: str | None = None, device: str = "auto",
                precision: str = "fp32", threads: int = 0, explicit: str | Path | None = None,
                store: ModelStore | None = None, cache: ModelCache | None = None) -> Any:
@@ -105,13 +110,21 @@ def load_model(model_id: str | None = None, *, task: str | None = None, device: 
         raise ModelError(f"model {spec.id!r} (family {spec.family}) has no runnable wrapper in this version",
                          model=spec.id)
     dev = resolve_device(device)
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     key = CacheKey(spec.id, dev, precision, spec.runtime, extra=f"threads={threads};path={explicit or ''}")
 
     def build() -> Any:
         resolved = (store if store is not None else default_store()).resolve(spec, explicit=explicit)
         mod_name, cls_name = target.split(":")
         cls = getattr(importlib.import_module(f"{__package__}.{mod_name}"), cls_name)
-        model = cls(spec, resolved, device=dev, threads=threads)
+        if precision == "fp32":
+            model = cls(spec, resolved, device=dev, threads=threads)
+        elif "precision" in inspect.signature(cls).parameters:
+            model = cls(spec, resolved, device=dev, threads=threads, precision=precision)
+        else:
+            raise ModelError(f"model {spec.id!r} runs in fp32 only (precision {precision!r} asked)", model=spec.id,
+                             hint="the TFLite-ported MediaPipe models take fp16 / bf16")
         warn_restricted(spec)
         return model
 

@@ -386,9 +386,11 @@ class TFLiteModule(torch.nn.Module):
         return list(traced(*inputs) if traced is not None else self(*inputs))
 
     def run_numpy(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        """Run on numpy NHWC float32 inputs; returns numpy float32 outputs."""
+        """Run on numpy NHWC float32 inputs (cast to the weights' dtype: a module moved to fp16 / bf16 runs in
+        it); returns numpy float32 outputs."""
         dev = next(iter(self.buffers())).device
-        ts = [torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(dev) for x in inputs]
+        dt = next((b.dtype for b in self.buffers() if b.is_floating_point()), torch.float32)
+        ts = [torch.from_numpy(np.ascontiguousarray(x, np.float32)).to(dev, dtype=dt) for x in inputs]
         return [o.float().cpu().numpy() for o in self.run(*ts)]
 
 

@@ -191,7 +191,7 @@ class Predictor:
     fuse_faces), the one the nodes, ``facegraph analyse`` and the templates run, so the figures measure it.
     """
 
-    def __init__(self, name: str, device: str = "cpu", threads: int = 0) -> None:
+    def __init__(self, name: str, device: str = "cpu", threads: int = 0, precision: str = "fp32") -> None:
         from ..models.loader import load_model
 
         self.name = name
@@ -200,15 +200,19 @@ class Predictor:
             from ..models.shot import AnalysisOptions
 
             opts = AnalysisOptions()
-            self.models = {"main": load_model(opts.landmarks, device=device, threads=threads)}
-            self.iris = load_model(opts.eye_model, task="refine", device=device, threads=threads)
+            self.models = {"main": load_model(opts.landmarks, device=device, threads=threads, precision=precision)}
+            self.iris = load_model(opts.eye_model, task="refine", device=device, threads=threads,
+                                   precision=precision)
             self.recrop, self.eyes = opts.recrop, opts.eyes
         elif name == "fused":
+            if precision != "fp32":
+                raise InputError(f"the fused preset runs in fp32 only (precision {precision!r} asked)")
             self.models = {"3d": load_model("tddfa_v2_mb05", device=device, threads=threads),
                            "2d": load_model("pfld", device=device, threads=threads)}
             self.recrop = 0
         else:
-            self.models = {"main": load_model(name, task="landmarks", device=device, threads=threads)}
+            self.models = {"main": load_model(name, task="landmarks", device=device, threads=threads,
+                                              precision=precision)}
             self.recrop = 0
 
     @property
@@ -268,7 +272,8 @@ def region_for(sample: Sample, kind: str, boxes: str, predictor: Predictor) -> t
 
 
 def evaluate_landmarks(data: Path, model: str, boxes: str = "given", detector: str = "yunet_n",
-                       threshold: float = 0.08, device: str = "cpu", threads: int = 0, limit: int = 0) -> dict:
+                       threshold: float = 0.08, device: str = "cpu", threads: int = 0, limit: int = 0,
+                       precision: str = "fp32") -> dict:
     """The protocol's summary (see module docstring) for one model or preset on one data folder
     (``limit`` > 0: only the first N samples, for quick checks)."""
     from ..core.detection import DetectOptions
@@ -279,7 +284,7 @@ def evaluate_landmarks(data: Path, model: str, boxes: str = "given", detector: s
     kind, samples = load_samples(data)
     if limit > 0:
         samples = samples[:limit]
-    pred = Predictor(model, device=device, threads=threads)
+    pred = Predictor(model, device=device, threads=threads, precision=precision)
     det = load_model(detector, task="detect", device=device, threads=threads) if boxes == "detect" else None
 
     def run(sample: Sample, view: np.ndarray):
@@ -295,7 +300,7 @@ def evaluate_landmarks(data: Path, model: str, boxes: str = "given", detector: s
     scores = list(score_landmarks(samples, kind, run))
     out = summarise(kind, scores, threshold)
     out.update({"set": kind, "model": model, "boxes": boxes, "detector": detector if boxes == "detect" else None,
-                "threshold": threshold})
+                "threshold": threshold, "precision": precision})
     return out
 
 
