@@ -41,7 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import DATA, ROOT, machine, table
+from .common import DATA, ROOT, Timings, machine, run_worker, table
 
 BASE_SHA = "01574dc5117b6c7e0f268285b27cd05e0a143816"
 BASE_TREE = Path(tempfile.gettempdir()) / "chain_base"
@@ -85,13 +85,7 @@ def _worker(threads: int, repeat: int) -> dict:
     px, _ = read_image(DATA / "stills" / "s0.jpg")
     plate = np.zeros((1080, 1920, 3), np.float32)
     plate[200:200 + px.shape[0], 700:700 + px.shape[1]] = px[..., :3]
-    times: dict[str, list[float]] = {}
-
-    def timed(key, fn):
-        t0 = time.perf_counter()
-        out = fn()
-        times.setdefault(key, []).append((time.perf_counter() - t0) * 1e3)
-        return out
+    times = timed = Timings()
 
     models = {}
     for side, load in (("old", oload.load_model), ("new", load_model)):
@@ -258,16 +252,9 @@ def _tracking_worker(threads: int, repeat: int) -> dict:
 
 def tracking(threads: int = 2, repeat: int = 6) -> str:
     """The ``--tracking`` report (module docstring, section 3), measured in one worker process."""
-    env = dict(os.environ)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    env.setdefault("FACEGRAPH_MODEL_MIRROR", str(DATA.parent / "models"))
-    code = ("import json, bench.chain as b; "
-            f"print('RESULT ' + json.dumps(b._tracking_worker({threads}, {repeat})))")
-    r = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), env=env, capture_output=True, text=True)
-    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")), None)
-    if line is None:
-        return f"worker failed:\n```\n{r.stderr[-3000:]}\n```"
-    res = json.loads(line[len("RESULT "):])
+    res, err = run_worker(f"bench.chain._tracking_worker({threads}, {repeat})")
+    if res is None:
+        return f"worker failed:\n```\n{err}\n```"
     t = res["times"]
     rows = []
     for name in dict.fromkeys(k.rsplit("/", 1)[0] for k in t):
@@ -276,7 +263,7 @@ def tracking(threads: int = 2, repeat: int = 6) -> str:
                               for n in TRACK_EVERY]
                     + [f"{base / statistics.median(t[f'{name}/{n}']):.2f}" for n in TRACK_EVERY[1:]])
     runtime = os.environ.get("FACEGRAPH_TFLITE_RUNTIME", "auto")
-    text = (f"{machine()}; torch threads {threads}; OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}; "
+    text = (f"{machine()}; torch threads {threads}; OMP_WAIT_POLICY={res['omp_wait_policy']}; "
             f"FACEGRAPH_TFLITE_RUNTIME={runtime}; load average {os.getloadavg()[0]:.1f} at the end\n\n"
             f"ShotAnalyser per frame (analyse_sequence over a {TRACK_SPEED_FRAMES}-frame shot numbered from 1000: "
             f"keyframes every 8th / 4th frame), ms per frame, min / median of {repeat} interleaved rounds; "
@@ -349,16 +336,9 @@ def main(argv: list[str] | None = None) -> str:
     base = _base_tree()
     if base is None:
         return f"could not make a worktree of {BASE_SHA} at {BASE_TREE}: OLD is not available"
-    env = dict(os.environ)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    env["PYTHONPATH"] = os.pathsep.join([base, str(ROOT.parent)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env.setdefault("FACEGRAPH_MODEL_MIRROR", str(DATA.parent / "models"))
-    code = f"import json, bench.chain as b; print('RESULT ' + json.dumps(b._worker({a.threads}, {a.repeat})))"
-    r = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), env=env, capture_output=True, text=True)
-    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")), None)
-    if line is None:
-        return f"worker failed:\n```\n{r.stderr[-3000:]}\n```"
-    res = json.loads(line[len("RESULT "):])
+    res, err = run_worker(f"bench.chain._worker({a.threads}, {a.repeat})", [base, str(ROOT.parent)])
+    if res is None:
+        return f"worker failed:\n```\n{err}\n```"
     t = res["times"]
     rows = []
     for stage in ("view", "detect", "landmarks", "refine", "total", "frame eyes=auto", "frame eyes=on"):
@@ -368,7 +348,7 @@ def main(argv: list[str] | None = None) -> str:
     n = t["new/frame batch 8"]
     rows.append(["frame eyes=auto, NEW in batches of 8 (per frame)", *_stat(o), *_stat(n),
                  f"{statistics.median(o) / statistics.median(n):.2f}"])
-    text = (f"{machine()}; torch threads {a.threads}; OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}; "
+    text = (f"{machine()}; torch threads {a.threads}; OMP_WAIT_POLICY={res['omp_wait_policy']}; "
             f"load average {os.getloadavg()[0]:.1f} at the end\n\n"
             f"Default chain per 1080p frame (yunet_n -> mediapipe_landmarker_v2 -> re-crop 1; one face), ms, "
             f"{a.repeat} rounds, OLD (01574dc) and NEW alternating. Stages as the nodes run them (each stage "

@@ -22,7 +22,6 @@ this shared machine hits both alike. min and median are reported; ratios are tor
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -31,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import DATA, ROOT, machine, table
+from .common import DATA, ROOT, Timings, machine, run_worker, table
 
 ENV = "FACEGRAPH_TFLITE_RUNTIME"
 SIDES = ("torch", "litert")
@@ -64,13 +63,7 @@ def _worker(threads: int, repeat: int, nme: bool) -> dict:
     from facegraph.models.tflite_torch import TFLiteModule
     from facegraph.models.threads import small_stage
 
-    times: dict[str, list[float]] = {}
-
-    def timed(key, fn):
-        t0 = time.perf_counter()
-        out = fn()
-        times.setdefault(key, []).append((time.perf_counter() - t0) * 1e3)
-        return out
+    times = timed = Timings()
 
     def side(name):
         os.environ[ENV] = name
@@ -259,21 +252,13 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--repeat", type=int, default=12)
     ap.add_argument("--no-nme", action="store_true", help="skip the AFLW2000-3D accuracy pass (minutes)")
     a = ap.parse_args(argv)
-    env = dict(os.environ)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as bench/chain.py: measure the code, not OpenMP's spinning
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT.parent)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env.setdefault("FACEGRAPH_MODEL_MIRROR", str(DATA.parent / "models"))
-    code = (f"import json, bench.litert as b; "
-            f"print('RESULT ' + json.dumps(b._worker({a.threads}, {a.repeat}, {not a.no_nme})))")
-    r = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), env=env, capture_output=True, text=True)
-    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("RESULT ")), None)
-    if line is None:
-        return f"worker failed:\n```\n{r.stderr[-3000:]}\n```"
-    res = json.loads(line[len("RESULT "):])
+    res, err = run_worker(f"bench.litert._worker({a.threads}, {a.repeat}, {not a.no_nme})", [str(ROOT.parent)])
+    if res is None:
+        return f"worker failed:\n```\n{err}\n```"
     if not res["litert"]:
         return "ai_edge_litert does not import in this environment: nothing to compare"
     t = res["times"]
-    out = [f"{machine()}; torch threads {a.threads}; OMP_WAIT_POLICY={env['OMP_WAIT_POLICY']}; load average "
+    out = [f"{machine()}; torch threads {a.threads}; OMP_WAIT_POLICY={res['omp_wait_policy']}; load average "
            f"{os.getloadavg()[0]:.1f} at the end; {a.repeat} rounds; ms; torch and LiteRT alternate call by call"]
 
     rows = []

@@ -41,6 +41,6 @@ def main(argv: list[str]) -> str:
             rows.append([model, p, f"{r['yaw_0_30'] * 100:.3f}", f"{r['yaw_30_60'] * 100:.3f}",
                          f"{r['yaw_60_90'] * 100:.3f}", f"**{m:.3f}**", f"{m - ref:+.3f}",
                          f"{r['failure_rate'] * 100:.1f} %", f"{s:.0f}"])
-    return "\n".join([f"## Precision of the torch-ported graphs: landmark NME, AFLW2000-3D dev set", "", machine(), "",
+    return "\n".join(["## Precision of the torch-ported graphs: landmark NME, AFLW2000-3D dev set", "", machine(), "",
                       table(["model", "precision", "0-30 %", "30-60 %", "60-90 %", "mean of bins %",
                              "vs fp32 (NME % points)", "failures (> 8 %)", "s (CPU)"], rows)])
