@@ -92,7 +92,7 @@ def main(argv: list[str]) -> str:
         ref = _landmarks(single, *shot)
         got = _landmarks(merged, *shot)
         merged_diff = max((float(np.abs(ref[k] - got[k]).max()) for k in ref if k in got), default=float("nan"))
-        chunk_diff, near = 0.0, 0.0
+        chunk_diff = 0.0
         for (a, b), folder in zip(spans, folders):
             doc = json.loads((Path(folder) / "tracking.json").read_text())
             mine = _landmarks(doc, a, b)
