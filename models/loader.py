@@ -47,13 +47,15 @@ class ModelHandle:
     device: str = "auto"
     threads: int = 0
     path: str = ""
+    precision: str = "fp32"   # fp16 / bf16: the torch-ported graphs in that dtype (for GPUs; PRECISIONS)
 
     @property
     def spec(self) -> ModelSpec:
         return registry().get(self.model_id)
 
     def get(self) -> Any:
-        return load_model(self.model_id, device=self.device, threads=self.threads, explicit=self.path or None)
+        return load_model(self.model_id, device=self.device, threads=self.threads, explicit=self.path or None,
+                          precision=self.precision)
 
 
 _warned: set[str] = set()

@@ -73,11 +73,18 @@ class AnalysisOptions:
     device: str = "auto"
     threads: int = 0
     detect_every: int = 8
+    #: the landmark and eye models' precision (models.loader.PRECISIONS; fp16 for GPUs: on a CPU the torch
+    #: port emulates it, slowly); the detector runs in fp32
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         n = self.detect_every
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InputError(f"detect_every must be an integer >= 1 (1: detect every frame), got {n!r}")
+        from .loader import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
     def key_material(self) -> dict:
         """What the cached results depend on: every option, the models' file hashes, facegraph's version."""
@@ -86,6 +93,8 @@ class AnalysisOptions:
         opts = dataclasses.asdict(self)
         opts.pop("device")
         opts.pop("threads")
+        if opts["precision"] == "fp32":
+            opts.pop("precision")  # as before precision was an option: fp32 caches stay valid
         return {"facegraph": version(), "options": opts, "models": models}
 
 
@@ -186,8 +195,10 @@ class ShotAnalyser:
         self.options = options
         self.batch = batch
         self.detector = load_model(options.detector, task="detect", device=options.device, threads=options.threads)
-        self.mesh = load_model(options.landmarks, task="landmarks", device=options.device, threads=options.threads)
-        self.iris = load_model(options.eye_model, task="refine", device=options.device, threads=options.threads)
+        self.mesh = load_model(options.landmarks, task="landmarks", device=options.device, threads=options.threads,
+                               precision=options.precision)
+        self.iris = load_model(options.eye_model, task="refine", device=options.device, threads=options.threads,
+                               precision=options.precision)
         #: whether frames between keyframes follow the previous frame (a MediaPipe mesh and detect_every > 1)
         self.tracking = options.detect_every > 1 and isinstance(self.mesh, MediaPipeMesh)
 

@@ -95,6 +95,7 @@ def analysis_options(detector, landmarks, recrop: int, eyes: str, cache: bool, c
         detector=(detector.model_id if detector else registry().default("detect").id),
         landmarks=(landmarks.model_id if landmarks else registry().default("landmarks").id),
         recrop=recrop, eyes=eyes, detect=DetectOptions(**detect), device=(detector.device if detector else "auto"),
+        precision=(landmarks.precision if landmarks else "fp32"),
         **({} if detect_every is None else {"detect_every": int(detect_every)}))
     return opts, (shot_cache_dir((cache_folder or "").strip() or None) if cache else None)
 

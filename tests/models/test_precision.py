@@ -45,3 +45,22 @@ def test_bad_precision_and_fp32_only_models_are_refused(mirror):
         load_model("mediapipe_landmarker_v2", device="cpu", precision="int8")
     with pytest.raises(ModelError, match="fp32 only"):
         load_model("pfld", device="cpu", precision="fp16")
+
+
+@pytest.mark.shared
+def test_precision_travels_from_the_loader_node_to_the_shot_analysis(mirror):
+    from facegraph.models.loader import ModelHandle
+    from facegraph.models.shot import AnalysisOptions, ShotAnalyser
+    from facegraph.nodes.analysis import LoadLandmarker
+    from facegraph.nodes.temporal import analysis_options
+
+    (handle,) = LoadLandmarker().load("mediapipe_landmarker_v2", device="cpu", precision="fp16")["result"]
+    assert handle == ModelHandle("mediapipe_landmarker_v2", device="cpu", precision="fp16")
+    opts, _ = analysis_options(None, handle, 1, "auto", False)
+    assert opts.precision == "fp16"
+    an = ShotAnalyser(opts)
+    assert an.mesh.precision == "fp16" and an.iris.precision == "fp16"
+    assert opts.key_material()["options"]["precision"] == "fp16"
+    assert "precision" not in AnalysisOptions().key_material()["options"]  # fp32 caches as before
+    with pytest.raises(InputError, match="precision"):
+        AnalysisOptions(precision="fp8")
