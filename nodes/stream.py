@@ -24,12 +24,11 @@ from ..core.io.source import open_source
 from ..core.io.stream import DEFAULT_CHUNK, FrameStream, open_stream
 from ..core.paths import INPUT_TIP
 from ..core.preview import draw_step, to_display
-from ..core.refine import EYE_MODES
 from ..core.shot import ShotResult, scaled_alignment
-from .temporal import CACHE_FOLDER_INPUT, analysis_options, save_sheet, sheet_inputs
+from .temporal import CACHE_FOLDER_INPUT, CACHE_INPUT, analysis_model_inputs, analysis_options, save_sheet, sheet_inputs
 from .io import (FILE_COLOURSPACES, _COLOURSPACE_TIP, _as_file_colourspace, _check_file_colourspace, exr_extra_inputs,
                  exr_output_inputs, files_changed, sequence_writer, writer_result)
-from .types import (ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, MODEL, SEQUENCE, STRING, TRACKS, in_path,
+from .types import (ALIGN, BOOLEAN, CATEGORY, FACES, FLOAT, IMAGE, INT, MASK, SEQUENCE, STRING, TRACKS, in_path,
                     mask_to_numpy, numpy_to_mask, out_path, widget)
 
 FRAMES = "FACEGRAPH_FRAMES"  # core.io.stream.FrameStream: a lazy, chunked sequence of frames
@@ -267,12 +266,9 @@ class StreamAnalyseFrames:
     def INPUT_TYPES(cls):
         return {"required": {
             "frames": widget(FRAMES, "linear frames, as read (Open Sequence)"),
-            "cache": widget(BOOLEAN, "keep per-frame results on disk and reuse them", default=True),
+            "cache": CACHE_INPUT,
         }, "optional": {
-            "detector": widget(MODEL, "detector (default YuNet)"),
-            "landmarks": widget(MODEL, "landmark model (default MediaPipe v2)"),
-            "recrop": widget(INT, "mesh re-crop passes", default=1, min=0, max=3),
-            "eyes": widget(EYE_MODES, "eye patches", default="auto"),
+            **analysis_model_inputs(),
             "score_threshold": widget(FLOAT, "detector score threshold", default=0.6, min=0.0, max=1.0, step=0.01),
             "max_faces": widget(INT, "keep the best N faces per frame (0: all)", default=0, min=0, max=256),
             "cache_folder": CACHE_FOLDER_INPUT,

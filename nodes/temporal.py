@@ -79,6 +79,18 @@ def smooth_options(method: str, strength: float, fps: float) -> SmoothOptions:
 
 #: Analyse Shot's keyframe interval default: the analysis options' own (models/shot.py)
 _DETECT_EVERY = next(f.default for f in dataclasses.fields(AnalysisOptions) if f.name == "detect_every")
+def analysis_model_inputs() -> dict:
+    """The model inputs of the analysing nodes (Analyse Shot, Analyse Frames (streamed)): one declaration."""
+    return {
+        "detector": widget(MODEL, "detector (default YuNet)"),
+        "landmarks": widget(MODEL, "landmark model (default MediaPipe v2)"),
+        "recrop": widget(INT, "mesh re-crop passes", default=1, min=0, max=3),
+        "eyes": widget(EYE_MODES, "eye patches", default="auto"),
+    }
+
+
+#: the shot cache switch of the analysing nodes (one declaration)
+CACHE_INPUT = widget(BOOLEAN, "keep per-frame results on disk and reuse them", default=True)
 #: the shot cache folder input of the analysing nodes (one declaration)
 CACHE_FOLDER_INPUT = widget(STRING, "the shot cache folder (empty: $FACEGRAPH_SHOT_CACHE or the user cache); the "
                                     "machines rendering one shot share it on shared storage", default="")
@@ -120,12 +132,9 @@ class AnalyseShot:
             "frames": widget(STRING, "frame range (empty: all)", default=""),
             "missing": widget(MISSING_POLICIES, "frames missing from the range", default="error"),
             **_smooth_inputs(),
-            "cache": widget(BOOLEAN, "keep per-frame results on disk and reuse them", default=True),
+            "cache": CACHE_INPUT,
         }, "optional": {
-            "detector": widget(MODEL, "detector (default YuNet)"),
-            "landmarks": widget(MODEL, "landmark model (default MediaPipe v2)"),
-            "recrop": widget(INT, "mesh re-crop passes", default=1, min=0, max=3),
-            "eyes": widget(EYE_MODES, "eye patches", default="auto"),
+            **analysis_model_inputs(),
             "start_frame": widget(INT, "frame number of a movie's first frame", default=1001, min=-(1 << 30),
                                   max=1 << 30),
             "fps": widget(FLOAT, "frame rate when the input has none (sequences)", default=24.0, min=1.0,
