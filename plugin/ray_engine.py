@@ -285,8 +285,7 @@ class _Job:
                  folders: tuple[str, str, str], retries: int, chunk_fn, analysis_pass: bool | None) -> None:
         self.ray, self.template, self.assignments, self.plan = ray, template, assignments, plan
         self.handles, self.folders, self.retries, self.chunk_fn = handles, folders, retries, chunk_fn
-        self.passes = chunk_passes(template, assignments, plan,
-                                   analysis_pass if chunk_fn is None else bool(analysis_pass))
+        self.passes = chunk_passes(template, assignments, plan, analysis_pass, chunk_fn)
         self.extra: dict = {}
 
     def _new_actor(self):
@@ -464,13 +463,16 @@ class Engine:
 
 
 def chunk_passes(template: str, assignments: Mapping[str, Any], plan: list[tuple[int, int]],
-                 analysis_pass: bool | None) -> list[dict]:
+                 analysis_pass: bool | None, chunk_fn: Callable[..., dict] | None = None) -> list[dict]:
     """The passes of a chunked job over ``plan``, as the extra keyword arguments of each chunk's run_chunk
     (``shot``, ``analysis_pass``): an analysis pass first (every chunk's frames into the shot cache, so each
     render chunk decides tracks and smoothing over the whole shot, as a single run) when ``analysis_pass`` is
     True, or None (auto) and the template has a shot analysis node and there is more than one chunk; then the
-    render pass. Both know the shot (the plan's whole range)."""
+    render pass. Both know the shot (the plan's whole range). With a stand-in ``chunk_fn`` (tests) None means
+    no analysis pass (its template need not be a real one)."""
     shot = (plan[0][0], plan[-1][1])
+    if analysis_pass is None and chunk_fn is not None:
+        analysis_pass = False
     if analysis_pass is None:
         from .chunks import needs_analysis_pass
 
@@ -489,7 +491,7 @@ def run_local(template: str, assignments: Mapping[str, Any], frames: tuple[int, 
     if not isinstance(chunk, int) or chunk < 1:
         raise InputError(f"chunk must be a whole number of frames >= 1, got {chunk!r}")
     plan = [tuple(int(f) for f in c) for c in plan_chunks(tuple(frames), chunk)]
-    passes = chunk_passes(template, assignments, plan, analysis_pass if chunk_fn is None else bool(analysis_pass))
+    passes = chunk_passes(template, assignments, plan, analysis_pass, chunk_fn)
     if chunk_fn is None:
         from .chunks import run_chunk as chunk_fn
     t_job = time.perf_counter()
