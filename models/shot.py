@@ -337,14 +337,19 @@ class ShotAnalyser:
     def _cache(self, source: Source, cache_root: str | Path) -> FrameCache:
         return FrameCache(cache_root, {**self.options.key_material(), "source": source_identity(source)})
 
-    def cached(self, source: Source, cache_root: str | Path) -> list[FrameFaces] | None:
+    def cached(self, source: Source, cache_root: str | Path,
+               known: dict[int, FrameFaces] | None = None) -> list[FrameFaces] | None:
         """Every frame of ``source`` from the cache, or None at the first frame that is not in it (reads the
-        cache entries and hashes the input files; decodes nothing)."""
+        cache entries and hashes the input files; decodes nothing). ``known``: frames already analysed (or read)
+        by this analyser from the same shot, taken as they are instead of read again."""
         cache = self._cache(source, cache_root)
         _, plan = self._plan(source)
+        known = known or {}
         out = []
         for number in source.frames:
-            hit = cache.get(number, plan.identity(number))
+            hit = known.get(number)
+            if hit is None:
+                hit = cache.get(number, plan.identity(number))
             if hit is None:
                 return None
             out.append(hit)
@@ -501,7 +506,8 @@ def analyse_shot(source: Source, options: AnalysisOptions = AnalysisOptions(),
     smooth = dataclasses.replace(smooth, gate=options.gate, fps=source.fps or smooth.fps)
     whole, win = source.whole(), frame_window.current()
     if whole is not None and win is not None and not win.analysis_pass:
-        every = analyser.cached(whole, cache_root) if cache_root is not None else None
+        every = (analyser.cached(whole, cache_root, dict(zip(source.frames, frames))) if cache_root is not None
+                 else None)
         if every is not None:
             log.info("chunk %s: tracks and smoothing over the whole shot %d-%d from the shot cache (as a single "
                      "run)", win.label(), whole.frames[0], whole.frames[-1])
