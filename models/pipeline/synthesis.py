@@ -324,17 +324,16 @@ def colour_fit_for_shot(source_pixels: np.ndarray, source_face: Face, plate: Sou
                           .round().astype(int)).tolist())
     keys = {numbers[i] for i in picks}
     tgt = None
-    with no_window():
-        keyframes = list(plate.subset(keys).frames_iter())
-    for frame in keyframes:
-        px = frame.pixels
-        size = (px.shape[1], px.shape[0])
-        verts = _frame_vertices(faces[frame.number], mesh, frame, size)
-        ras = rasterise(verts, mesh.triangles, size)
-        st = colour_stats(_to_tensor(px[..., :3], mesh.device), _region_mask(mesh, verts, ras, size, options.regions,
-                                                                             0.0), options.colour_space,
-                          sketch=options.colour_method == "histogram", allow_empty=True)
-        tgt = st if tgt is None else tgt.merge(st)
+    with no_window():  # keyframes outside a chunk's window are read too; streamed, one frame held at a time
+        for frame in plate.subset(keys).frames_iter():
+            px = frame.pixels
+            size = (px.shape[1], px.shape[0])
+            verts = _frame_vertices(faces[frame.number], mesh, frame, size)
+            ras = rasterise(verts, mesh.triangles, size)
+            st = colour_stats(_to_tensor(px[..., :3], mesh.device),
+                              _region_mask(mesh, verts, ras, size, options.regions, 0.0), options.colour_space,
+                              sketch=options.colour_method == "histogram", allow_empty=True)
+            tgt = st if tgt is None else tgt.merge(st)
     if tgt is None or float(tgt.weight) <= 0:
         return None
     return fit_colour_transfer(src, tgt, options.colour_method, options.colour_space)
