@@ -169,15 +169,15 @@ def run_graph(template: str, assignments: Mapping[str, Any] | None = None, frame
         whole, graph = graph, {}
         for nid in shot_analysis_nodes(whole):
             graph.update(_ancestors(whole, nid))
+        if not graph:  # a template without shot analysis: nothing to do
+            return {"frames": list(frames), "handles": 0, "written": 0, "kept": 0, "outputs": [],
+                    "seconds": round(time.perf_counter() - t0, 3), "graph_hash": "", "nodes": 0,
+                    "node_seconds": {}, "run": None}
     window = (frame_window(*frames, handles, shot=shot, analysis_pass=analysis_pass) if frames is not None
               else contextlib.nullcontext())
     with folders(input=input_dir or None, output=output_dir or None), cache_folder(cache_dir), window, \
             tally() as counts:
         redirect: dict[str, str] = {}
-        if not graph:  # an analysis pass of a template without shot analysis: nothing to do
-            return {"frames": list(frames) if frames else None, "handles": 0, "written": 0, "kept": 0,
-                    "outputs": [], "seconds": round(time.perf_counter() - t0, 3), "graph_hash": "", "nodes": 0,
-                    "node_seconds": {}, "run": None}
         if chunked:
             runner = Runner()
             try:
