@@ -273,6 +273,11 @@ def merge(out: str | os.PathLike, chunk_dirs: list[str]) -> dict:
     if not chunk_dirs:
         raise InputError("merge needs at least one chunk folder")
     t0 = time.perf_counter()
+    target = Path(out).resolve()
+    for d in chunk_dirs:
+        if Path(d).resolve() == target:
+            raise InputError(f"the merge's output {out} is one of the chunk folders it reads",
+                             hint="merge into the shot's own output folder (e.g. facegraph/tracking)")
     docs = [read_manifest(d) for d in chunk_dirs]
     ref = docs[0]
     for d, folder in zip(docs[1:], chunk_dirs[1:]):

@@ -132,6 +132,10 @@ def test_merge_refuses_what_is_not_one_shot(tmp_path):
              "assignments": {}, "frames": frames, "handles": 2, "cache_dir": "", "graph_hash": "x"}))
     with pytest.raises(InputError, match="frames 5-6 are in no chunk"):
         merge(tmp_path / "out", [str(tmp_path / "a"), str(tmp_path / "b")])
+    before = (tmp_path / "b" / "facegraph_chunk.json").read_bytes()
+    with pytest.raises(InputError, match="is one of the chunk folders it reads"):
+        merge(tmp_path / "b", [str(tmp_path / "a"), str(tmp_path / "b")])
+    assert (tmp_path / "b" / "facegraph_chunk.json").read_bytes() == before  # nothing written over
 
 
 # ------------------------------------------------------------------- real data (12 frames: the shipped templates)
